@@ -1,0 +1,5 @@
+import sys
+
+from mailsms.cli import main
+
+sys.exit(main())

@@ -1,0 +1,171 @@
+"""The carrier driver contract, and the registry that finds drivers by ``type``.
+
+A driver connects mailsms to one way of sending SMS (an SMPP bind, an HTTP API, a file).
+The contract, in the spirit of Kannel's ``smscconn_p.h``:
+
+* ``start(hooks)`` MUST return once the driver can take submits, or raise; it MAY keep
+  connecting in the background (an SMPP bind) and report that through ``health()``.
+* ``submit(sms)`` MUST NOT block the event loop. It MUST either return a :class:`Submitted`
+  with one carrier id per part (``None`` where the carrier gives none), or raise
+  :class:`~mailsms.errors.TemporaryFailure` (the dispatcher retries with backoff) or
+  :class:`~mailsms.errors.PermanentFailure` (the message fails and bounces). Any other
+  exception is treated as temporary and logged as a driver bug.
+* ``submit`` SHOULD be idempotent per ``sms.message_id`` where the carrier supports it: a
+  message whose lease expired in a crash is submitted again.
+* Inbound SMS and delivery reports MUST be handed to ``hooks.inbound`` and
+  ``hooks.delivery_report``; the driver acknowledges them to the carrier only after the
+  awaited hook returns, because that is when the store has committed them.
+* ``stop()`` MUST release every connection and task; submits in flight SHOULD finish.
+
+Drivers register in the ``mailsms.carriers`` entry-point group (``name = "module:Class"``),
+so a third party adds one by installing a package. Each driver class names its settings
+model in ``Settings`` (a pydantic model with ``extra="forbid"``) so config errors name the key.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any, ClassVar, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from mailsms.errors import ConfigError
+from mailsms.model import PartSpec
+
+
+class CarrierSettings(BaseModel):
+    """The keys every ``[[carrier]]`` entry shares; drivers subclass it for their own."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    type: str
+    from_: str | None = Field(default=None, alias="from")
+    max_rate: float = Field(default=0, ge=0, description="submits per second; 0 = unlimited")
+    concurrency: int = Field(default=4, ge=1)
+    prefixes: tuple[str, ...] = ()
+    webhook_token: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundSms:
+    """One message to submit, already encoded into parts by :mod:`mailsms.sms.encode`."""
+
+    message_id: str
+    to: str
+    source_addr: str | None
+    text: str
+    encoding: str
+    parts: tuple[PartSpec, ...]
+    expires_at: float
+    attempt: int = 1
+    shift_table: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    """The carrier took the message: one carrier id per part, in part order.
+
+    ``delivered`` is for drivers that are the end of the line (console, file): the message
+    is final on submit and no delivery report will follow.
+    """
+
+    carrier_ids: tuple[str | None, ...]
+    delivered: bool = False
+
+
+class ReportStatus(enum.StrEnum):
+    ACCEPTED = "accepted"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    EXPIRED = "expired"
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReport:
+    """A delivery report for one part, identified by the carrier's id for it."""
+
+    carrier: str
+    carrier_id: str
+    status: ReportStatus
+    error_code: str | None = None
+    error_text: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class InboundSms:
+    """An SMS from a phone, reassembled, as a driver hands it to the gateway."""
+
+    carrier: str
+    carrier_id: str
+    from_: str
+    to: str
+    text: str
+    received_at: float | None = None
+    segments: int = 1
+    incomplete: bool = False
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+class CarrierHooks(Protocol):
+    """What the gateway offers a driver. Each call returns after the store commit."""
+
+    async def inbound(self, sms: InboundSms) -> None: ...
+
+    async def delivery_report(self, report: DeliveryReport) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CarrierHealth:
+    ok: bool
+    detail: str = ""
+
+
+class Carrier(abc.ABC):
+    """Base class of every driver; see the module docstring for the contract."""
+
+    Settings: ClassVar[type[CarrierSettings]] = CarrierSettings
+
+    def __init__(self, settings: CarrierSettings) -> None:
+        self.settings = settings
+        self.name = settings.name
+
+    @abc.abstractmethod
+    async def start(self, hooks: CarrierHooks) -> None:
+        """Connect and get ready to submit."""
+
+    @abc.abstractmethod
+    async def submit(self, sms: OutboundSms) -> Submitted:
+        """Hand one message to the carrier; see the contract above."""
+
+    async def stop(self) -> None:
+        """Release connections and tasks. The default has nothing to release."""
+        return None
+
+    def health(self) -> CarrierHealth:
+        """Whether the driver can submit now, with a reason when it cannot."""
+        return CarrierHealth(ok=True)
+
+
+def carrier_types() -> dict[str, type[Carrier]]:
+    """Every driver installed in the ``mailsms.carriers`` entry-point group, by type name."""
+    found: dict[str, type[Carrier]] = {}
+    for ep in entry_points(group="mailsms.carriers"):
+        cls = ep.load()
+        if isinstance(cls, type) and issubclass(cls, Carrier):
+            found[ep.name] = cls
+    return found
+
+
+def carrier_class(type_name: str) -> type[Carrier]:
+    """The driver class for ``type``, or a :class:`ConfigError` listing the known types."""
+    types = carrier_types()
+    try:
+        return types[type_name]
+    except KeyError:
+        known = ", ".join(sorted(types))
+        raise ConfigError(f"unknown carrier type {type_name!r} (known: {known})") from None

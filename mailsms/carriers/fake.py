@@ -1,0 +1,70 @@
+"""A scriptable carrier for tests: fail the next N submits, add latency, hold reports back.
+
+Stands in for a carrier whose network cannot be reached from a test. Scripted from config
+(``temporary_failures``, ``permanent_failures``, ``latency``, ``report``) or, in-process,
+with :meth:`FakeCarrier.script`. It records every submit in ``submitted``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import itertools
+from typing import Literal
+
+from mailsms.carriers.base import Carrier, CarrierHooks, CarrierSettings, OutboundSms, Submitted
+from mailsms.duration import Duration
+from mailsms.errors import PermanentFailure, TemporaryFailure
+
+Outcome = Literal["ok", "temporary", "permanent"]
+
+
+class FakeSettings(CarrierSettings):
+    latency: Duration = 0.0
+    temporary_failures: int = 0
+    permanent_failures: int = 0
+    report: Literal["delivered", "none"] = "delivered"
+
+
+class FakeCarrier(Carrier):
+    Settings = FakeSettings
+
+    def __init__(self, settings: CarrierSettings) -> None:
+        super().__init__(settings)
+        assert isinstance(settings, FakeSettings)
+        self.latency = settings.latency
+        self.report = settings.report
+        self.outcomes: collections.deque[Outcome] = collections.deque(
+            ["temporary"] * settings.temporary_failures + ["permanent"] * settings.permanent_failures
+        )
+        self.submitted: list[OutboundSms] = []
+        self.attempts = 0
+        self.hooks: CarrierHooks | None = None
+        self._ids = itertools.count(1)
+        self.in_flight = 0
+        self.max_in_flight = 0
+
+    def script(self, *outcomes: Outcome) -> None:
+        """Queue outcomes for the next submits; after them every submit succeeds."""
+        self.outcomes.extend(outcomes)
+
+    async def start(self, hooks: CarrierHooks) -> None:
+        self.hooks = hooks
+
+    async def submit(self, sms: OutboundSms) -> Submitted:
+        self.attempts += 1
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if self.latency:
+                await asyncio.sleep(self.latency)
+            outcome = self.outcomes.popleft() if self.outcomes else "ok"
+            if outcome == "temporary":
+                raise TemporaryFailure("fake carrier: scripted temporary failure", "fake-temp")
+            if outcome == "permanent":
+                raise PermanentFailure("fake carrier: scripted permanent failure", "fake-perm")
+            self.submitted.append(sms)
+            ids = tuple(f"fake-{next(self._ids)}" for _ in sms.parts)
+            return Submitted(ids, delivered=self.report == "delivered")
+        finally:
+            self.in_flight -= 1

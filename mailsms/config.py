@@ -1,0 +1,300 @@
+"""Typed, frozen configuration: TOML file, ``MAILSMS_SECTION__KEY`` overrides, embedded defaults.
+
+Every component gets its own frozen settings object from :class:`Settings`. Loading never
+reads the environment at import time: :func:`load` takes the environment as an argument, so
+tests and ``check-config`` see exactly what ``serve`` would. An unknown key or a bad value
+raises :class:`~mailsms.errors.ConfigError` naming the key, the file and, where it can be
+found, the line.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import phonenumbers
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+
+from mailsms.carriers.base import CarrierSettings, carrier_class
+from mailsms.duration import Duration
+from mailsms.errors import ConfigError
+
+
+ENV_PREFIX = "MAILSMS_"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_listen(value: str) -> str:
+    """``host:port``, ``[v6]:port`` or ``unix:/path``; checked here so serve never half-starts."""
+    if value.startswith("unix:"):
+        if len(value) <= len("unix:"):
+            raise ValueError("unix: needs a socket path")
+        return value
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{value!r} is not host:port (e.g. 127.0.0.1:2525) or unix:/path")
+    return value
+
+
+Listen = Annotated[str, BeforeValidator(_check_listen)]
+
+
+def split_listen(value: str) -> tuple[str, int]:
+    """``host:port`` -> (host, port), stripping IPv6 brackets."""
+    host, _, port = value.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+class GatewaySettings(_Section):
+    domain: str = "sms.localhost"
+    domains: tuple[str, ...] = ()
+    default_region: str = "US"
+    hostname: str | None = None
+
+    @field_validator("default_region")
+    @classmethod
+    def _region(cls, v: str) -> str:
+        if v.upper() not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError(f"{v!r} is not a region code phonenumbers knows (e.g. US, GB, DE)")
+        return v.upper()
+
+    @property
+    def all_domains(self) -> frozenset[str]:
+        """Every domain we answer for, lower-cased: ``domain`` plus ``domains``."""
+        return frozenset(d.lower().rstrip(".") for d in (self.domain, *self.domains) if d)
+
+
+class SmtpSettings(_Section):
+    listen: Listen | None = "127.0.0.1:2525"
+    lmtp_listen: Listen | None = None
+    max_message_size: int = Field(default=10 * 1024 * 1024, ge=1024)
+    max_recipients: int = Field(default=50, ge=1)
+    timeout: Duration = 300.0
+
+
+class HttpSettings(_Section):
+    listen: Listen | None = "127.0.0.1:8025"
+    api_token: str | None = None
+
+
+class StoreSettings(_Section):
+    url: str = "sqlite:///var/mailsms.db"
+
+    @field_validator("url")
+    @classmethod
+    def _scheme(cls, v: str) -> str:
+        if not re.match(r"^(sqlite:///|postgres(ql)?://)", v):
+            raise ValueError("expected sqlite:///path or postgresql://user@host/db")
+        return v
+
+
+class DispatchSettings(_Section):
+    max_attempts: int = Field(default=12, ge=1)
+    max_age: Duration = 2 * 86400.0
+    backoff_initial: Duration = 10.0
+    backoff_max: Duration = 3600.0
+    lease: Duration = 120.0
+    poll_interval: Duration = 1.0
+    shutdown_grace: Duration = 10.0
+
+
+class PolicySettings(_Section):
+    allowed_senders: tuple[str, ...] | None = None
+    allowed_networks: tuple[str, ...] | None = None
+    max_segments: int = Field(default=6, ge=1, le=255)
+    on_too_long: Literal["reject", "truncate", "split"] = "reject"
+    allowed_regions: tuple[str, ...] = ()
+    block_premium_rate: bool = True
+    block_short_codes: bool = True
+    sender_rate_limit: int = Field(default=0, ge=0, description="recipients per sender per hour")
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _networks(cls, v: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        for net in v or ():
+            ipaddress.ip_network(net, strict=False)
+        return v
+
+    @property
+    def trusted_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """Clients trusted whatever their sender: loopback only when nothing is configured."""
+        if self.allowed_networks is not None:
+            nets = self.allowed_networks
+        else:
+            nets = ("127.0.0.0/8", "::1/128") if self.allowed_senders is None else ()
+        return tuple(ipaddress.ip_network(n, strict=False) for n in nets)
+
+
+class SmsSettings(_Section):
+    transliterate: bool = True
+    shift_tables: tuple[str, ...] = ()
+    reference_bits: Literal[8, 16] = 8
+    subject: Literal["auto", "ignore", "prepend", "only"] = "auto"
+    truncate_marker: str = "..."
+
+
+class LogSettings(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["logfmt", "json"] = "logfmt"
+
+
+class Settings(_Section):
+    """The whole configuration. ``carriers`` holds each ``[[carrier]]`` in its driver's model."""
+
+    gateway: GatewaySettings = GatewaySettings()
+    smtp: SmtpSettings = SmtpSettings()
+    http: HttpSettings = HttpSettings()
+    store: StoreSettings = StoreSettings()
+    dispatch: DispatchSettings = DispatchSettings()
+    policy: PolicySettings = PolicySettings()
+    sms: SmsSettings = SmsSettings()
+    log: LogSettings = LogSettings()
+    carriers: tuple[CarrierSettings, ...] = ()
+
+
+DEFAULT_CARRIER: dict[str, Any] = {"name": "console", "type": "console"}
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """Settings plus where they came from and what the operator should know."""
+
+    settings: Settings
+    source: str
+    warnings: tuple[str, ...] = ()
+
+
+def load(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Loaded:
+    """Read ``path`` (or the embedded defaults), apply the environment, validate everything."""
+    env = os.environ if env is None else env
+    source = str(path) if path is not None else "<embedded defaults>"
+    text = ""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+            data = tomllib.loads(text)
+        except FileNotFoundError:
+            raise ConfigError(f"{source}: no such file") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    _apply_env(data, env)
+    settings = _validate(data, source, text)
+    return Loaded(settings, source, tuple(_warnings(settings)))
+
+
+def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
+    """``MAILSMS_SECTION__KEY=value``; carriers by name: ``MAILSMS_CARRIER__NAME__KEY``."""
+    for name, raw in env.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        path = name[len(ENV_PREFIX):].lower().split("__")
+        value = _env_value(raw)
+        if path[0] == "carrier" and len(path) == 3:
+            entries = data.setdefault("carrier", [])
+            entry = next((c for c in entries if str(c.get("name", "")).lower() == path[1]), None)
+            if entry is None:
+                raise ConfigError(f"{name}: no [[carrier]] named {path[1]!r} to override")
+            entry[path[2]] = value
+        elif len(path) == 2:
+            section = data.setdefault(path[0], {})
+            if not isinstance(section, dict):
+                raise ConfigError(f"{name}: [{path[0]}] is not a table")
+            section[path[1]] = value
+
+
+def _env_value(raw: str) -> Any:
+    """A TOML literal when the text is one (``10``, ``true``, ``["a"]``), else the string."""
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def _validate(data: dict[str, Any], source: str, text: str) -> Settings:
+    carriers_raw = data.pop("carrier", None)
+    if carriers_raw is None:
+        carriers_raw = [dict(DEFAULT_CARRIER)]
+    if not isinstance(carriers_raw, list):
+        raise ConfigError(f"{source}: 'carrier' must be an array of tables ([[carrier]])")
+    try:
+        base = Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc, source, text)) from None
+    carriers = tuple(_carrier(i, c, source, text) for i, c in enumerate(carriers_raw))
+    names = [c.name for c in carriers]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"{source}: carrier names must be unique: {', '.join(dupes)}")
+    return base.model_copy(update={"carriers": carriers})
+
+
+def _carrier(index: int, raw: Any, source: str, text: str) -> CarrierSettings:
+    if not isinstance(raw, dict) or "type" not in raw or "name" not in raw:
+        raise ConfigError(f"{source}: carrier[{index}] needs at least 'name' and 'type'")
+    cls = carrier_class(str(raw["type"]))
+    try:
+        return cls.Settings.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc, source, text, ("carrier", index))) from None
+
+
+def _explain(exc: ValidationError, source: str, text: str, prefix: tuple[Any, ...] = ()) -> str:
+    """One line per problem: ``file:line: key: what is wrong``."""
+    lines = []
+    for err in exc.errors():
+        loc = (*prefix, *err["loc"])
+        key = ".".join(str(p) for p in loc)
+        line = _locate(text, loc)
+        where = f"{source}:{line}" if line else source
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        lines.append(f"{where}: {key}: {msg}")
+    return "\n".join(lines)
+
+
+def _locate(text: str, loc: tuple[Any, ...]) -> int | None:
+    """The line of ``loc`` in the TOML text, found by walking the table headers."""
+    if not text or not loc:
+        return None
+    key = str(loc[-1])
+    section = str(loc[0]) if len(loc) > 1 else ""
+    index = loc[1] if len(loc) > 2 and isinstance(loc[1], int) else None
+    current, seen = "", -1
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        header = re.match(r"^\[\[?\s*([\w.-]+)\s*\]\]?", stripped)
+        if header:
+            current = header.group(1)
+            if current == section and stripped.startswith("[["):
+                seen += 1
+            continue
+        in_section = current == section and (index is None or seen == index)
+        if (in_section or (not section and not current)) and re.match(
+            rf"^{re.escape(key)}\s*=", stripped
+        ):
+            return number
+    return None
+
+
+def _warnings(settings: Settings) -> list[str]:
+    out = []
+    http = settings.http.listen
+    exposed = http is not None and not split_listen(http)[0].startswith(("127.", "localhost", "::1"))
+    for carrier in settings.carriers:
+        if exposed and not carrier.webhook_token and carrier.type in {"console", "file", "fake", "http"}:
+            out.append(
+                f"carrier {carrier.name!r} has no webhook_token but http.listen {http} is not "
+                "loopback: anyone who can reach it can inject SMS and delivery reports"
+            )
+    if exposed and not settings.http.api_token:
+        out.append("http.api_token is unset: POST /v1/messages is disabled")
+    return out

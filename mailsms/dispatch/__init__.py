@@ -1,0 +1,1 @@
+"""Dispatch: claim queued messages, pick a carrier, submit, and record what happened."""

@@ -1,0 +1,181 @@
+"""The decisions every intake shares (SMTP, LMTP, the HTTP API, ``mailsms send``).
+
+Sender and recipient checks give SMTP-shaped :class:`~mailsms.policy.Refusal` values that
+the protocol edge turns into replies (DESIGN.md reply table). Acceptance parses the mail,
+encodes the text, writes one message per recipient and returns their ids only after the
+store has committed them: the edge answers ``250`` with those ids and nothing earlier.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from mailsms.address import ForeignDomain, Recipient, mask, parse_recipient
+from mailsms.config import Settings
+from mailsms.errors import AddressError, StoreError
+from mailsms.mail.parse import BodyOptions, Extracted, NoTextError, extract
+from mailsms.model import NewMessage, new_id
+from mailsms.policy import Refusal
+from mailsms.policy.destinations import DestinationRule
+from mailsms.policy.rate import SenderRateRule
+from mailsms.policy.senders import SenderRule
+from mailsms.sms.encode import Encoded, ReferenceCounter, SmsOptions, TooLong, plan
+from mailsms.store.base import Store
+from mailsms.web.metrics import Metrics
+
+log = logging.getLogger("mailsms.intake")
+
+BAD_NUMBER = "5.1.1"
+STORE_DOWN = Refusal(451, "4.3.0", "Temporary failure storing the message, try again later")
+NO_TEXT = Refusal(550, "5.6.0", "No text part could be extracted from the message")
+AUTO_GENERATED = Refusal(
+    550, "5.7.1", "Auto-generated mail and bounces are not sent as SMS (loop protection)"
+)
+TOO_MANY = Refusal(452, "4.5.3", "Too many recipients")
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    ids: tuple[str, ...]
+
+    @property
+    def reply(self) -> str:
+        more = f" (+{len(self.ids) - 1} more)" if len(self.ids) > 1 else ""
+        return f"250 2.0.0 queued as {self.ids[0]}{more}"
+
+
+class RefusedError(Exception):
+    """Raised by acceptance with the refusal to answer."""
+
+    def __init__(self, refusal: Refusal) -> None:
+        super().__init__(refusal.reply)
+        self.refusal = refusal
+
+
+class Intake:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        metrics: Metrics,
+        on_queued: Callable[[], None] = lambda: None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.metrics = metrics
+        self.on_queued = on_queued
+        self.clock = clock
+        self.domains = settings.gateway.all_domains
+        self.senders = SenderRule(settings.policy)
+        self.destinations = DestinationRule(settings.policy)
+        self.rate = SenderRateRule(settings.policy.sender_rate_limit, clock)
+        self.references = ReferenceCounter(settings.sms.reference_bits)
+        self.sms_options = SmsOptions(
+            transliterate=settings.sms.transliterate,
+            shift_tables=settings.sms.shift_tables,
+            reference_bits=settings.sms.reference_bits,
+            max_segments=settings.policy.max_segments,
+            on_too_long=settings.policy.on_too_long,
+            truncate_marker=settings.sms.truncate_marker,
+        )
+        self.body_options = BodyOptions(subject=settings.sms.subject)
+
+    # --- envelope checks ---------------------------------------------------------------
+
+    def check_sender(self, sender: str, peer_ip: str | None) -> Refusal | None:
+        return self.senders.check(sender, peer_ip)
+
+    def check_recipient(self, address: str, sender: str, pending: int) -> Recipient | Refusal:
+        """The parsed recipient, or why it is refused (most specific reason first)."""
+        if pending >= self.settings.smtp.max_recipients:
+            return TOO_MANY
+        try:
+            recipient = parse_recipient(address, self.domains, self.settings.gateway.default_region)
+        except ForeignDomain:
+            return Refusal(550, "5.7.1", "Relay access denied: not a domain served here")
+        except AddressError:
+            return Refusal(550, BAD_NUMBER, "Recipient is not a valid phone number")
+        refusal = self.destinations.check(recipient) or self.rate.check(sender, pending)
+        return refusal or recipient
+
+    # --- acceptance --------------------------------------------------------------------
+
+    async def accept_mail(
+        self, raw: bytes, sender: str, recipients: Sequence[Recipient], original: Sequence[str] = ()
+    ) -> Accepted:
+        """Parse, encode and queue a mail for each recipient; raises :class:`RefusedError`."""
+        try:
+            mail = extract(raw, self.body_options)
+        except NoTextError:
+            raise RefusedError(NO_TEXT) from None
+        if mail.auto_generated or not sender.strip("<>"):
+            raise RefusedError(AUTO_GENERATED)
+        return await self._queue(
+            mail.text, sender, recipients, origin="smtp", mail=mail, original=original
+        )
+
+    async def accept_text(
+        self, text: str, sender: str, recipients: Sequence[Recipient], origin: str,
+        carrier: str | None = None, source_addr: str | None = None,
+    ) -> Accepted:
+        """Queue a plain text (API, CLI) through the same encoding and store path."""
+        if not text.strip():
+            raise RefusedError(NO_TEXT)
+        return await self._queue(
+            text, sender, recipients, origin=origin, carrier=carrier, source_addr=source_addr
+        )
+
+    async def _queue(
+        self, text: str, sender: str, recipients: Sequence[Recipient], *, origin: str,
+        mail: Extracted | None = None, original: Sequence[str] = (), carrier: str | None = None,
+        source_addr: str | None = None,
+    ) -> Accepted:
+        now = self.clock()
+        messages: list[NewMessage] = []
+        for index, rcpt in enumerate(recipients):
+            for encoded in self._encode(text, rcpt.number):
+                messages.append(
+                    NewMessage(
+                        id=new_id(), to=rcpt.number, text=encoded.text, encoding=encoded.encoding,
+                        parts=encoded.parts, sender=sender, origin=origin,
+                        source_addr=source_addr, carrier=carrier,
+                        subject=mail.subject if mail else None,
+                        mail_message_id=mail.message_id if mail else None,
+                        original_recipient=original[index] if index < len(original) else None,
+                        shift_table=encoded.shift_table,
+                        expires_at=now + self.settings.dispatch.max_age,
+                        meta=_meta(encoded),
+                    )
+                )
+        try:
+            await self.store.enqueue(messages, now)
+        except StoreError as exc:
+            log.error("enqueue failed", extra={"event": "store_error", "error": str(exc)})
+            raise RefusedError(STORE_DOWN) from None
+        self.rate.charge(sender, len(recipients))
+        self.metrics.accepted.labels(origin=origin).inc(len(messages))
+        self.on_queued()
+        for m in messages:
+            log.info("queued", extra={"event": "queued", "id": m.id, "to": mask(m.to),
+                                      "parts": len(m.parts), "origin": origin})
+        return Accepted(tuple(m.id for m in messages))
+
+    def _encode(self, text: str, number: str) -> list[Encoded]:
+        try:
+            return plan(text, self.sms_options, self.references.next(number))
+        except TooLong as exc:
+            raise RefusedError(
+                Refusal(554, "5.3.4", f"Message too long: {exc.segments} SMS segments, "
+                                      f"at most {exc.limit} allowed")
+            ) from None
+
+
+def _meta(encoded: Encoded) -> dict[str, object]:
+    if not encoded.transliterated:
+        return {}
+    return {"transliterated": [list(p) for p in encoded.transliterated],
+            "segments_saved": encoded.segments_saved}

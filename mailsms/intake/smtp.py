@@ -1,0 +1,133 @@
+"""The SMTP and LMTP edge: aiosmtpd protocol objects and one thin handler.
+
+The handler's hooks return the reply; every decision is made by :class:`Intake`. SMTP
+answers DATA once for all recipients (all were checked at RCPT); LMTP answers once per
+recipient, in RCPT order, as RFC 2033 requires. ``250`` goes out only after the commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from aiosmtpd.lmtp import LMTP
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from mailsms.address import Recipient
+from mailsms.intake.accept import Intake, RefusedError
+from mailsms.policy import Refusal
+from mailsms.web.metrics import Metrics
+
+log = logging.getLogger("mailsms.intake")
+
+# aiosmtpd's own replies carry no RFC 3463 enhanced status; these give them one.
+_ENHANCED = {
+    "552 Error: Too much mail data": "552 5.3.4 Message exceeds the size limit",
+    "552 Error: message size exceeds fixed maximum message size":
+        "552 5.3.4 Message size exceeds the fixed maximum message size",
+    "503 Error: need MAIL command": "503 5.5.1 Error: need MAIL command",
+    "503 Error: need RCPT command": "503 5.5.1 Error: need RCPT command",
+    "503 Error: nested MAIL command": "503 5.5.1 Error: nested MAIL command",
+    "500 Line too long (see RFC5321 4.5.3.1.6)": "500 5.5.2 Line too long",
+}
+
+
+class _Counting:
+    """Mixin: rewrite aiosmtpd's bare replies and count every reply code in metrics."""
+
+    metrics: Metrics | None = None
+
+    async def push(self, status: Any) -> None:
+        if isinstance(status, str):
+            status = _ENHANCED.get(status, status)
+            if self.metrics is not None:
+                for line in status.split("\r\n"):
+                    self.metrics.smtp_replies.labels(code=line[:3]).inc()
+        await super().push(status)  # type: ignore[misc]
+
+
+class GatewaySMTP(_Counting, SMTP):  # type: ignore[misc]
+    pass
+
+
+class GatewayLMTP(_Counting, LMTP):  # type: ignore[misc]
+    pass
+
+
+class IntakeHandler:
+    """aiosmtpd hooks; ``lmtp`` selects per-recipient DATA replies."""
+
+    def __init__(self, intake: Intake, lmtp: bool = False) -> None:
+        self.intake = intake
+        self.lmtp = lmtp
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, mail_options: list[str]
+    ) -> str:
+        refusal = self.intake.check_sender(address, _peer_ip(session))
+        if refusal is not None:
+            log.info("sender refused", extra={"event": "refused", "stage": "MAIL", "code": refusal.status})
+            return refusal.reply
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        envelope.mailsms_rcpts = []  # type: ignore[attr-defined]
+        return "250 2.1.0 Sender OK"
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
+        accepted: list[Recipient] = envelope.mailsms_rcpts  # type: ignore[attr-defined]
+        result = self.intake.check_recipient(address, envelope.mail_from or "", len(accepted))
+        if isinstance(result, Refusal):
+            log.info("recipient refused", extra={"event": "refused", "stage": "RCPT", "code": result.status})
+            return result.reply
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        accepted.append(result)
+        return "250 2.1.5 Recipient OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        rcpts: list[Recipient] = envelope.mailsms_rcpts  # type: ignore[attr-defined]
+        raw = envelope.original_content or b""
+        try:
+            accepted = await self.intake.accept_mail(raw, envelope.mail_from or "", rcpts, envelope.rcpt_tos)
+            reply = accepted.reply
+        except RefusedError as exc:
+            reply = exc.refusal.reply
+        except Exception:  # never drop the session on a bug; the client keeps the mail
+            log.exception("intake failed", extra={"event": "intake_bug"})
+            reply = "451 4.3.0 Internal error, try again later"
+        if self.lmtp:
+            return "\r\n".join([reply] * len(rcpts))
+        return reply
+
+
+def _peer_ip(session: Session) -> str | None:
+    peer = session.peer
+    if isinstance(peer, tuple) and peer:
+        return str(peer[0])
+    return None  # Unix socket
+
+
+async def start_server(
+    intake: Intake, metrics: Metrics, listen: str, *, lmtp: bool, hostname: str | None,
+    max_size: int, timeout: float,
+) -> asyncio.base_events.Server:
+    """Listen on ``host:port`` or ``unix:/path`` with the SMTP or LMTP protocol."""
+    handler = IntakeHandler(intake, lmtp=lmtp)
+    cls = GatewayLMTP if lmtp else GatewaySMTP
+
+    def factory() -> SMTP:
+        proto = cls(
+            handler, hostname=hostname, data_size_limit=max_size, enable_SMTPUTF8=True,
+            decode_data=False, ident="mailsms", timeout=timeout,
+        )
+        proto.metrics = metrics
+        return proto
+
+    loop = asyncio.get_running_loop()
+    if listen.startswith("unix:"):
+        return await loop.create_unix_server(factory, listen[len("unix:"):])
+    host, _, port = listen.rpartition(":")
+    return await loop.create_server(factory, host.strip("[]"), int(port))

@@ -1,0 +1,144 @@
+"""The values that flow between the stages: messages, their parts, states and events.
+
+Everything here is plain data (frozen dataclasses and enums) so that the intake, the store,
+the dispatcher and the carriers can exchange it without importing one another.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import time
+from dataclasses import dataclass, field
+
+
+class State(enum.StrEnum):
+    """The life of an outbound message (DESIGN.md invariant 2).
+
+    ``queued`` waits for a worker; ``submitting`` is leased by a worker (a lease left by a
+    crashed process expires and the message is claimable again); ``submitted`` was accepted by
+    the carrier and waits for delivery reports. The rest are terminal.
+    """
+
+    QUEUED = "queued"
+    SUBMITTING = "submitting"
+    SUBMITTED = "submitted"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_STATES
+
+
+TERMINAL_STATES = frozenset(
+    {State.DELIVERED, State.FAILED, State.EXPIRED, State.REJECTED, State.CANCELLED}
+)
+
+
+class PartState(enum.StrEnum):
+    """The state of one segment of a message at its carrier (DESIGN.md invariant 4)."""
+
+    PENDING = "pending"
+    SUBMITTED = "submitted"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    EXPIRED = "expired"
+
+
+def new_id() -> str:
+    """A sortable, unique message id: 48 bits of milliseconds then 64 random bits, hex.
+
+    Sortable ids keep the queue index append-mostly and make ``messages list`` chronological.
+    """
+    ms = time.time_ns() // 1_000_000
+    return f"{ms:012x}{os.urandom(8).hex()}"
+
+
+@dataclass(frozen=True, slots=True)
+class PartSpec:
+    """One SMS segment as the encoder produced it, ready to store and to submit.
+
+    ``payload`` is the user data without the UDH: unpacked septets (one byte per septet,
+    escapes included) for GSM-7, UTF-16BE for UCS-2. ``size`` counts septets or octets.
+    """
+
+    seq: int
+    text: str
+    udh: bytes = b""
+    payload: bytes = b""
+    size: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """What the intake (or the API, or the CLI) asks the store to queue: one per recipient."""
+
+    id: str
+    to: str
+    text: str
+    encoding: str
+    parts: tuple[PartSpec, ...]
+    sender: str = ""
+    origin: str = "smtp"
+    source_addr: str | None = None
+    carrier: str | None = None
+    subject: str | None = None
+    mail_message_id: str | None = None
+    original_recipient: str | None = None
+    shift_table: str | None = None
+    expires_at: float = 0.0
+    meta: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """A stored segment with its carrier id and status."""
+
+    seq: int
+    text: str
+    udh: bytes
+    payload: bytes
+    size: int
+    state: PartState
+    carrier_id: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One state transition: when, to what, why, and who said so."""
+
+    at: float
+    state: str
+    reason: str
+    source: str = "gateway"
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A stored outbound message as the dispatcher and the CLI see it."""
+
+    id: str
+    state: State
+    to: str
+    text: str
+    encoding: str
+    sender: str
+    origin: str
+    source_addr: str | None
+    carrier: str | None
+    subject: str | None
+    mail_message_id: str | None
+    created_at: float
+    updated_at: float
+    expires_at: float
+    attempts: int
+    next_attempt_at: float
+    last_error: str | None
+    segments: int
+    parts: tuple[Part, ...] = ()
+    events: tuple[Event, ...] = ()

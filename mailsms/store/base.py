@@ -1,0 +1,355 @@
+"""The Store protocol: what the intake, the dispatcher, the CLI and the web API need.
+
+Every method that changes state returns only after the change is committed: that is what
+lets the intake answer ``250`` (DESIGN.md invariant 1). Every state change writes an event.
+
+Both stores share one implementation of the operations (:class:`SqlStore`): each operation
+is a plain synchronous function over a transaction (:class:`Tx`). The SQLite store runs them
+on its single writer thread, batching concurrent ones into one commit (group commit); the
+PostgreSQL store runs them on a thread with a pooled connection. One code path, two engines.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeVar
+
+from mailsms.carriers.base import InboundSms
+from mailsms.model import (
+    Event,
+    Message,
+    NewMessage,
+    Part,
+    PartState,
+    State,
+    new_id,
+)
+from mailsms.store.queries import Dialect, queries
+
+T = TypeVar("T")
+Row = dict[str, Any]
+
+
+class Tx(Protocol):
+    """One transaction: run a named query, get rows back as dicts."""
+
+    def execute(self, name: str, params: dict[str, Any]) -> int: ...
+
+    def fetchall(self, name: str, params: dict[str, Any]) -> list[Row]: ...
+
+
+class Store(Protocol):
+    """The durable queue. See the module docstring for the commit rule."""
+
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+    async def ping(self) -> None: ...
+    async def enqueue(self, messages: Sequence[NewMessage], now: float) -> None: ...
+    async def claim(self, owner: str, limit: int, lease: float, now: float) -> list[Message]: ...
+    async def mark_submitted(
+        self, id: str, owner: str, carrier: str, carrier_ids: Sequence[str | None],
+        delivered: bool, now: float,
+    ) -> bool: ...
+    async def mark_retry(
+        self, id: str, owner: str, next_attempt_at: float, reason: str, now: float
+    ) -> bool: ...
+    async def finish(
+        self, id: str, owner: str, state: State, reason: str, now: float,
+        carrier: str | None = None,
+    ) -> bool: ...
+    async def release(self, id: str, owner: str, now: float) -> bool: ...
+    async def get(self, id: str) -> Message | None: ...
+    async def list(self, state: State | None = None, limit: int = 50) -> list[Message]: ...
+    async def retry(self, id: str, expires_at: float, now: float) -> bool: ...
+    async def cancel(self, id: str, now: float) -> bool: ...
+    async def delivery_report(
+        self, carrier: str, carrier_id: str, part_state: PartState, reason: str,
+        source: str, now: float,
+    ) -> str | None: ...
+    async def queue_depth(self) -> dict[str, int]: ...
+    async def record_inbound(self, sms: InboundSms, now: float) -> tuple[str, bool]: ...
+    async def list_inbound(self, limit: int = 50) -> list[Row]: ...
+    async def next_wakeup(self) -> float | None: ...
+
+
+class SqlStore(abc.ABC):
+    """The operations of :class:`Store`, written once over :class:`Tx`."""
+
+    dialect: Dialect
+
+    def __init__(self) -> None:
+        self.sql = queries(self.dialect)
+
+    @abc.abstractmethod
+    async def _run(self, fn: Callable[[Tx], T]) -> T:
+        """Run ``fn`` in a transaction and return its result after the commit."""
+
+    async def ping(self) -> None:
+        await self._run(lambda tx: tx.fetchall("ping", {}))
+
+    async def enqueue(self, messages: Sequence[NewMessage], now: float) -> None:
+        def op(tx: Tx) -> None:
+            for msg in messages:
+                _insert(tx, msg, now)
+
+        await self._run(op)
+
+    async def claim(self, owner: str, limit: int, lease: float, now: float) -> list[Message]:
+        def op(tx: Tx) -> list[Message]:
+            rows = tx.fetchall(
+                "claim",
+                {"owner": owner, "limit": limit, "lease_expires_at": now + lease, "now": now},
+            )
+            out = []
+            for row in rows:
+                reason = f"attempt {row['attempts']} claimed by {owner}"
+                _event(tx, row["id"], State.SUBMITTING, reason, now)
+                out.append(_message(row, _parts(tx, row["id"])))
+            return out
+
+        return await self._run(op)
+
+    async def mark_submitted(
+        self, id: str, owner: str, carrier: str, carrier_ids: Sequence[str | None],
+        delivered: bool, now: float,
+    ) -> bool:
+        def op(tx: Tx) -> bool:
+            p = {"id": id, "owner": owner, "carrier": carrier, "now": now}
+            if not tx.execute("mark_submitted", p):
+                return False
+            for seq, cid in enumerate(carrier_ids, start=1):
+                tx.execute(
+                    "mark_part_submitted",
+                    {"message_id": id, "seq": seq, "carrier_id": cid, "now": now},
+                )
+                if cid:
+                    tx.execute("delete_carrier_id", {"carrier": carrier, "carrier_id": cid})
+                    tx.execute(
+                        "insert_carrier_id",
+                        {"carrier": carrier, "carrier_id": cid, "message_id": id,
+                         "seq": seq, "now": now},
+                    )
+            _event(tx, id, State.SUBMITTED, f"accepted by {carrier}", now, carrier)
+            if delivered:
+                _finish_submitted(tx, id, State.DELIVERED, f"delivered by {carrier}", now, carrier)
+            return True
+
+        return await self._run(op)
+
+    async def mark_retry(
+        self, id: str, owner: str, next_attempt_at: float, reason: str, now: float
+    ) -> bool:
+        def op(tx: Tx) -> bool:
+            p = {"id": id, "owner": owner, "next_attempt_at": next_attempt_at,
+                 "reason": reason, "now": now}
+            if not tx.execute("mark_retry", p):
+                return False
+            _event(tx, id, State.QUEUED, f"retry at {next_attempt_at:.0f}: {reason}", now)
+            return True
+
+        return await self._run(op)
+
+    async def finish(
+        self, id: str, owner: str, state: State, reason: str, now: float,
+        carrier: str | None = None,
+    ) -> bool:
+        def op(tx: Tx) -> bool:
+            p = {"id": id, "owner": owner, "state": state.value, "reason": reason,
+                 "now": now, "carrier": carrier}
+            if not tx.execute("finish_leased", p):
+                return False
+            _finish_parts(tx, id, state, reason, now)
+            _event(tx, id, state, reason, now, carrier or "gateway")
+            return True
+
+        return await self._run(op)
+
+    async def release(self, id: str, owner: str, now: float) -> bool:
+        def op(tx: Tx) -> bool:
+            if not tx.execute("release", {"id": id, "owner": owner, "now": now}):
+                return False
+            _event(tx, id, State.QUEUED, "released at shutdown", now)
+            return True
+
+        return await self._run(op)
+
+    async def get(self, id: str) -> Message | None:
+        def op(tx: Tx) -> Message | None:
+            rows = tx.fetchall("get_message", {"id": id})
+            if not rows:
+                return None
+            events = tuple(Event(**r) for r in tx.fetchall("get_events", {"id": id}))
+            return _message(rows[0], _parts(tx, id), events)
+
+        return await self._run(op)
+
+    async def list(self, state: State | None = None, limit: int = 50) -> list[Message]:
+        def op(tx: Tx) -> list[Message]:
+            if state is None:
+                rows = tx.fetchall("list_messages", {"limit": limit})
+            else:
+                rows = tx.fetchall("list_messages_in_state", {"limit": limit, "state": state})
+            return [_message(r, ()) for r in rows]
+
+        return await self._run(op)
+
+    async def retry(self, id: str, expires_at: float, now: float) -> bool:
+        def op(tx: Tx) -> bool:
+            if not tx.execute("requeue", {"id": id, "now": now, "expires_at": expires_at}):
+                return False
+            tx.execute("reset_parts", {"id": id, "now": now})
+            _event(tx, id, State.QUEUED, "retried by operator", now, "operator")
+            return True
+
+        return await self._run(op)
+
+    async def cancel(self, id: str, now: float) -> bool:
+        def op(tx: Tx) -> bool:
+            p = {"id": id, "state": State.CANCELLED.value, "from_state": State.QUEUED.value,
+                 "reason": "cancelled by operator", "now": now}
+            if not tx.execute("set_state_from", p):
+                return False
+            _finish_parts(tx, id, State.CANCELLED, "cancelled by operator", now)
+            _event(tx, id, State.CANCELLED, "cancelled by operator", now, "operator")
+            return True
+
+        return await self._run(op)
+
+    async def delivery_report(
+        self, carrier: str, carrier_id: str, part_state: PartState, reason: str,
+        source: str, now: float,
+    ) -> str | None:
+        """Apply a report to its part; returns the message id, or None for an unknown id."""
+
+        def op(tx: Tx) -> str | None:
+            found = tx.fetchall("find_part_by_carrier_id", {"carrier": carrier, "carrier_id": carrier_id})
+            if not found:
+                return None
+            mid, seq = found[0]["message_id"], found[0]["seq"]
+            tx.execute(
+                "update_part_state",
+                {"message_id": mid, "seq": seq, "state": part_state.value,
+                 "error": reason or None, "now": now},
+            )
+            _event(tx, mid, f"part {seq} {part_state.value}", reason, now, source)
+            states = {r["state"] for r in tx.fetchall("part_states", {"id": mid})}
+            final = _message_state(states)
+            if final is not None:
+                _finish_submitted(tx, mid, final, reason or final.value, now, source)
+            return str(mid)
+
+        return await self._run(op)
+
+    async def record_inbound(self, sms: InboundSms, now: float) -> tuple[str, bool]:
+        """Store an SMS from a phone once: (id, True) when new, (existing id, False) on a
+        repeated delivery of the same carrier id."""
+
+        def op(tx: Tx) -> tuple[str, bool]:
+            key = {"carrier": sms.carrier, "carrier_id": sms.carrier_id}
+            found = tx.fetchall("find_inbound", key)
+            if found:
+                return str(found[0]["id"]), False
+            id = new_id()
+            tx.execute(
+                "insert_inbound",
+                {**key, "id": id, "sender": sms.from_, "recipient": sms.to, "text": sms.text,
+                 "segments": sms.segments, "incomplete": int(sms.incomplete),
+                 "received_at": sms.received_at or now, "now": now},
+            )
+            return id, True
+
+        return await self._run(op)
+
+    async def list_inbound(self, limit: int = 50) -> list[Row]:
+        return await self._run(lambda tx: tx.fetchall("list_inbound", {"limit": limit}))
+
+    async def queue_depth(self) -> dict[str, int]:
+        rows = await self._run(lambda tx: tx.fetchall("queue_depth", {}))
+        return {str(r["state"]): int(r["n"]) for r in rows}
+
+    async def next_wakeup(self) -> float | None:
+        """The earliest time a queued message is due or a lease runs out."""
+
+        def op(tx: Tx) -> float | None:
+            times = [r["t"] for q in ("next_due", "next_lease_expiry") for r in tx.fetchall(q, {})]
+            found = [float(t) for t in times if t is not None]
+            return min(found) if found else None
+
+        return await self._run(op)
+
+
+def _message_state(part_states: set[str]) -> State | None:
+    """Invariant 4: delivered only when every part is; failed as soon as one fails."""
+    if PartState.FAILED in part_states:
+        return State.FAILED
+    if PartState.EXPIRED in part_states:
+        return State.EXPIRED
+    if part_states == {PartState.DELIVERED}:
+        return State.DELIVERED
+    return None
+
+
+def _insert(tx: Tx, msg: NewMessage, now: float) -> None:
+    tx.execute(
+        "insert_message",
+        {"id": msg.id, "origin": msg.origin, "sender": msg.sender, "recipient": msg.to,
+         "original_recipient": msg.original_recipient, "source_addr": msg.source_addr,
+         "carrier": msg.carrier, "text": msg.text, "encoding": msg.encoding,
+         "shift_table": msg.shift_table, "segments": len(msg.parts), "subject": msg.subject,
+         "mail_message_id": msg.mail_message_id, "meta": json.dumps(msg.meta),
+         "now": now, "expires_at": msg.expires_at},
+    )
+    for part in msg.parts:
+        tx.execute(
+            "insert_part",
+            {"message_id": msg.id, "seq": part.seq, "text": part.text, "udh": part.udh,
+             "payload": part.payload, "size": part.size, "now": now},
+        )
+    _event(tx, msg.id, State.QUEUED, f"accepted from {msg.origin}", now, msg.origin)
+
+
+def _event(tx: Tx, id: str, state: str, reason: str, at: float, source: str = "gateway") -> None:
+    tx.execute(
+        "insert_event",
+        {"message_id": id, "at": at, "state": str(state), "reason": reason, "source": source},
+    )
+
+
+def _finish_parts(tx: Tx, id: str, state: State, reason: str, now: float) -> None:
+    part_state = {State.DELIVERED: PartState.DELIVERED, State.EXPIRED: PartState.EXPIRED}.get(
+        state, PartState.FAILED
+    )
+    tx.execute(
+        "finish_parts", {"id": id, "part_state": part_state.value, "reason": reason, "now": now}
+    )
+
+
+def _finish_submitted(tx: Tx, id: str, state: State, reason: str, now: float, source: str) -> None:
+    p = {"id": id, "state": state.value, "reason": None if state is State.DELIVERED else reason,
+         "now": now}
+    if tx.execute("set_state_from_submitted", p):
+        _finish_parts(tx, id, state, reason, now)
+        _event(tx, id, state, reason, now, source)
+
+
+def _parts(tx: Tx, id: str) -> tuple[Part, ...]:
+    return tuple(
+        Part(seq=r["seq"], text=r["text"], udh=bytes(r["udh"]), payload=bytes(r["payload"]),
+             size=r["size"], state=PartState(r["state"]), carrier_id=r["carrier_id"],
+             error=r["error"])
+        for r in tx.fetchall("get_parts", {"id": id})
+    )
+
+
+def _message(row: Row, parts: tuple[Part, ...], events: tuple[Event, ...] = ()) -> Message:
+    return Message(
+        id=row["id"], state=State(row["state"]), to=row["recipient"], text=row["text"],
+        encoding=row["encoding"], sender=row["sender"], origin=row["origin"],
+        source_addr=row["source_addr"], carrier=row["carrier"], subject=row["subject"],
+        mail_message_id=row["mail_message_id"], created_at=row["created_at"],
+        updated_at=row["updated_at"], expires_at=row["expires_at"], attempts=row["attempts"],
+        next_attempt_at=row["next_attempt_at"], last_error=row["last_error"],
+        segments=row["segments"], parts=parts, events=events,
+    )

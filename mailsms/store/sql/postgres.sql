@@ -1,0 +1,16 @@
+-- PostgreSQL versions of the queries whose SQL differs. Several gateway processes may share
+-- one database: FOR UPDATE SKIP LOCKED lets each claim different rows without waiting.
+
+-- name: claim
+WITH due AS (
+    SELECT id FROM messages
+    WHERE (state = 'queued' AND next_attempt_at <= :now)
+       OR (state = 'submitting' AND lease_expires_at < :now)
+    ORDER BY next_attempt_at, id
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE messages AS m SET state = 'submitting', lease_owner = :owner,
+    lease_expires_at = :lease_expires_at, attempts = m.attempts + 1, updated_at = :now
+FROM due WHERE m.id = due.id
+RETURNING m.*;

@@ -1,0 +1,120 @@
+-- Named queries shared by every store. Parameters are :name; the PostgreSQL store rewrites
+-- them to %(name)s. A dialect file (sqlite.sql, postgres.sql) overrides a query by name.
+
+-- name: insert_message
+INSERT INTO messages (id, state, origin, sender, recipient, original_recipient, source_addr,
+    carrier, text, encoding, shift_table, segments, subject, mail_message_id, meta,
+    created_at, updated_at, expires_at, attempts, next_attempt_at)
+VALUES (:id, 'queued', :origin, :sender, :recipient, :original_recipient, :source_addr,
+    :carrier, :text, :encoding, :shift_table, :segments, :subject, :mail_message_id, :meta,
+    :now, :now, :expires_at, 0, :now);
+
+-- name: insert_part
+INSERT INTO parts (message_id, seq, text, udh, payload, size, state, updated_at)
+VALUES (:message_id, :seq, :text, :udh, :payload, :size, 'pending', :now);
+
+-- name: insert_event
+INSERT INTO events (message_id, at, state, reason, source)
+VALUES (:message_id, :at, :state, :reason, :source);
+
+-- name: get_message
+SELECT * FROM messages WHERE id = :id;
+
+-- name: get_parts
+SELECT * FROM parts WHERE message_id = :id ORDER BY seq;
+
+-- name: get_events
+SELECT at, state, reason, source FROM events WHERE message_id = :id ORDER BY id;
+
+-- name: list_messages
+SELECT * FROM messages ORDER BY id DESC LIMIT :limit;
+
+-- name: list_messages_in_state
+SELECT * FROM messages WHERE state = :state ORDER BY id DESC LIMIT :limit;
+
+-- name: mark_submitted
+UPDATE messages SET state = 'submitted', carrier = :carrier, updated_at = :now,
+    lease_owner = NULL, lease_expires_at = NULL, last_error = NULL
+WHERE id = :id AND state = 'submitting' AND lease_owner = :owner;
+
+-- name: mark_part_submitted
+UPDATE parts SET state = 'submitted', carrier_id = :carrier_id, updated_at = :now
+WHERE message_id = :message_id AND seq = :seq;
+
+-- name: insert_carrier_id
+INSERT INTO carrier_ids (carrier, carrier_id, message_id, seq, created_at)
+VALUES (:carrier, :carrier_id, :message_id, :seq, :now);
+
+-- name: delete_carrier_id
+DELETE FROM carrier_ids WHERE carrier = :carrier AND carrier_id = :carrier_id;
+
+-- name: mark_retry
+UPDATE messages SET state = 'queued', next_attempt_at = :next_attempt_at, updated_at = :now,
+    lease_owner = NULL, lease_expires_at = NULL, last_error = :reason
+WHERE id = :id AND state = 'submitting' AND lease_owner = :owner;
+
+-- name: release
+UPDATE messages SET state = 'queued', attempts = attempts - 1, updated_at = :now,
+    lease_owner = NULL, lease_expires_at = NULL
+WHERE id = :id AND state = 'submitting' AND lease_owner = :owner;
+
+-- name: finish_leased
+UPDATE messages SET state = :state, updated_at = :now, lease_owner = NULL,
+    lease_expires_at = NULL, last_error = :reason, carrier = COALESCE(:carrier, carrier)
+WHERE id = :id AND state = 'submitting' AND lease_owner = :owner;
+
+-- name: finish_parts
+UPDATE parts SET state = :part_state, updated_at = :now, error = :reason
+WHERE message_id = :id AND state IN ('pending', 'submitted');
+
+-- name: set_state_from
+UPDATE messages SET state = :state, updated_at = :now, last_error = :reason
+WHERE id = :id AND state = :from_state;
+
+-- name: requeue
+UPDATE messages SET state = 'queued', updated_at = :now, next_attempt_at = :now,
+    attempts = 0, expires_at = :expires_at, last_error = NULL, lease_owner = NULL,
+    lease_expires_at = NULL
+WHERE id = :id AND state IN ('failed', 'expired', 'cancelled');
+
+-- name: reset_parts
+UPDATE parts SET state = 'pending', carrier_id = NULL, error = NULL, updated_at = :now
+WHERE message_id = :id;
+
+-- name: find_part_by_carrier_id
+SELECT message_id, seq FROM carrier_ids WHERE carrier = :carrier AND carrier_id = :carrier_id;
+
+-- name: update_part_state
+UPDATE parts SET state = :state, error = :error, updated_at = :now
+WHERE message_id = :message_id AND seq = :seq;
+
+-- name: part_states
+SELECT state FROM parts WHERE message_id = :id;
+
+-- name: set_state_from_submitted
+UPDATE messages SET state = :state, updated_at = :now, last_error = :reason
+WHERE id = :id AND state IN ('submitted', 'submitting');
+
+-- name: queue_depth
+SELECT state, COUNT(*) AS n FROM messages GROUP BY state;
+
+-- name: next_due
+SELECT MIN(next_attempt_at) AS t FROM messages WHERE state = 'queued';
+
+-- name: next_lease_expiry
+SELECT MIN(lease_expires_at) AS t FROM messages WHERE state = 'submitting';
+
+-- name: ping
+SELECT 1 AS ok;
+
+-- name: find_inbound
+SELECT id FROM inbound WHERE carrier = :carrier AND carrier_id = :carrier_id;
+
+-- name: insert_inbound
+INSERT INTO inbound (id, carrier, carrier_id, sender, recipient, text, segments, incomplete,
+    received_at, created_at, state)
+VALUES (:id, :carrier, :carrier_id, :sender, :recipient, :text, :segments, :incomplete,
+    :received_at, :now, 'received');
+
+-- name: list_inbound
+SELECT * FROM inbound ORDER BY id DESC LIMIT :limit;

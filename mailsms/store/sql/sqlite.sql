@@ -1,0 +1,14 @@
+-- SQLite versions of the queries whose SQL differs. The SQLite store has one writer, so a
+-- plain UPDATE ... RETURNING over the due rows is an atomic claim.
+
+-- name: claim
+UPDATE messages SET state = 'submitting', lease_owner = :owner,
+    lease_expires_at = :lease_expires_at, attempts = attempts + 1, updated_at = :now
+WHERE id IN (
+    SELECT id FROM messages
+    WHERE (state = 'queued' AND next_attempt_at <= :now)
+       OR (state = 'submitting' AND lease_expires_at < :now)
+    ORDER BY next_attempt_at, id
+    LIMIT :limit
+)
+RETURNING *;

@@ -1,0 +1,1 @@
+"""Intake: SMTP and LMTP (smtp.py), later IMAP; the shared decisions in accept.py."""

@@ -18,6 +18,7 @@ from mailsms.errors import AddressError
 
 _SEPARATORS = re.compile(r"[\s\-.()/]")
 _ALLOWED = re.compile(r"^\+?\d{2,17}$")
+_SHORT_CODE = re.compile(r"^\d{3,6}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +71,10 @@ def parse_recipient(address: str, domains: frozenset[str], default_region: str) 
     local, domain = split_address(address)
     if domain not in domains:
         raise ForeignDomain(domain)
+    compact = _SEPARATORS.sub("", local)
+    if _SHORT_CODE.match(compact):
+        # Short codes are national service numbers with no E.164 form: kept as dialled.
+        return Recipient(compact, domain, default_region, PhoneNumberType.UNKNOWN)
     number = to_e164(local, default_region)
     return Recipient(
         number=phonenumbers.format_number(number, PhoneNumberFormat.E164),
@@ -92,8 +97,8 @@ def is_premium_rate(number_type: int) -> bool:
 
 
 def is_short_code(number: str) -> bool:
-    """Short codes (5-6 digit service numbers) are not E.164 subscriber numbers."""
-    return len(number.lstrip("+")) <= 6
+    """Short codes (3-6 digit service numbers, dialled without a country code)."""
+    return not number.startswith("+") and len(number) <= 6
 
 
 def human(number: str) -> str:

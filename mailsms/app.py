@@ -17,7 +17,14 @@ from dataclasses import dataclass, field
 from aiohttp import web
 
 from mailsms.address import mask
-from mailsms.carriers.base import Carrier, CarrierHealth, DeliveryReport, InboundSms, ReportStatus, carrier_class
+from mailsms.carriers.base import (
+    Carrier,
+    CarrierHealth,
+    DeliveryReport,
+    InboundSms,
+    ReportStatus,
+    carrier_class,
+)
 from mailsms.config import Settings, split_listen
 from mailsms.dispatch.routing import Router
 from mailsms.dispatch.worker import Dispatcher
@@ -50,17 +57,28 @@ class Listening:
 class Gateway:
     """Everything ``mailsms serve`` runs, in one object tests can start in-process."""
 
-    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time,
-                 carriers: dict[str, Carrier] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Callable[[], float] = time.time,
+        carriers: dict[str, Carrier] | None = None,
+    ) -> None:
         self.settings = settings
         self.clock = clock
         self.metrics = Metrics()
         self.store: SqlStore = open_store(settings.store.url)
-        self.carriers = carriers if carriers is not None else {
-            c.name: carrier_class(c.type)(c) for c in settings.carriers
-        }
+        self.carriers = (
+            carriers
+            if carriers is not None
+            else {c.name: carrier_class(c.type)(c) for c in settings.carriers}
+        )
         self.dispatcher = Dispatcher(
-            self.store, self.carriers, Router(settings.carriers), settings.dispatch, self.metrics, clock
+            self.store,
+            self.carriers,
+            Router(settings.carriers),
+            settings.dispatch,
+            self.metrics,
+            clock,
         )
         self.intake = Intake(settings, self.store, self.metrics, self.dispatcher.wake, clock)
         self.listening = Listening()
@@ -78,8 +96,10 @@ class Gateway:
         except BaseException:
             await self.stop()
             raise
-        log.info("gateway started", extra={"event": "started", "smtp": self.listening.smtp,
-                                           "http": self.listening.http})
+        log.info(
+            "gateway started",
+            extra={"event": "started", "smtp": self.listening.smtp, "http": self.listening.http},
+        )
 
     async def _listen(self) -> None:
         s = self.settings
@@ -89,15 +109,18 @@ class Gateway:
             host, port = split_listen(s.http.listen)
             site = web.TCPSite(self._runner, host, port)
             await site.start()
-            server = site._server
-            assert server is not None
-            self.listening.http = server.sockets[0].getsockname()[:2]  # type: ignore[union-attr]
+            self.listening.http = tuple(self._runner.addresses[0][:2])
         for listen, lmtp in ((s.smtp.listen, False), (s.smtp.lmtp_listen, True)):
             if not listen:
                 continue
             server = await start_server(
-                self.intake, self.metrics, listen, lmtp=lmtp, hostname=s.gateway.hostname,
-                max_size=s.smtp.max_message_size, timeout=s.smtp.timeout,
+                self.intake,
+                self.metrics,
+                listen,
+                lmtp=lmtp,
+                hostname=s.gateway.hostname,
+                max_size=s.smtp.max_message_size,
+                timeout=s.smtp.timeout,
             )
             self.listening.servers.append(server)
             name = server.sockets[0].getsockname()
@@ -123,7 +146,9 @@ class Gateway:
             try:
                 await carrier.stop()
             except Exception:
-                log.exception("carrier stop failed", extra={"event": "stop_failed", "carrier": carrier.name})
+                log.exception(
+                    "carrier stop failed", extra={"event": "stop_failed", "carrier": carrier.name}
+                )
         self._started.clear()
         await self.store.close()
         log.info("gateway stopped", extra={"event": "stopped"})
@@ -141,8 +166,16 @@ class _Hooks:
 
     async def inbound(self, sms: InboundSms) -> None:
         id, new = await self.gateway.store.record_inbound(sms, self.gateway.clock())
-        log.info("inbound sms", extra={"event": "inbound", "id": id, "carrier": self.carrier,
-                                        "from": mask(sms.from_), "new": new})
+        log.info(
+            "inbound sms",
+            extra={
+                "event": "inbound",
+                "id": id,
+                "carrier": self.carrier,
+                "from": mask(sms.from_),
+                "new": new,
+            },
+        )
 
     async def delivery_report(self, report: DeliveryReport) -> None:
         part_state = _REPORT_PART_STATE.get(report.status)
@@ -150,9 +183,19 @@ class _Hooks:
             return
         reason = " ".join(x for x in (report.error_code, report.error_text) if x)
         mid = await self.gateway.store.delivery_report(
-            report.carrier, report.carrier_id, part_state, reason, f"dlr:{report.carrier}",
+            report.carrier,
+            report.carrier_id,
+            part_state,
+            reason,
+            f"dlr:{report.carrier}",
             self.gateway.clock(),
         )
         if mid is None:
-            log.warning("delivery report for an unknown id",
-                        extra={"event": "dlr_unknown", "carrier": report.carrier, "carrier_id": report.carrier_id})
+            log.warning(
+                "delivery report for an unknown id",
+                extra={
+                    "event": "dlr_unknown",
+                    "carrier": report.carrier,
+                    "carrier_id": report.carrier_id,
+                },
+            )

@@ -50,10 +50,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"mailsms {__version__}")
     sub = p.add_subparsers(metavar="COMMAND")
 
-    def cmd(name: str, func: Callable[[argparse.Namespace], int], help: str) -> argparse.ArgumentParser:
+    def cmd(
+        name: str, func: Callable[[argparse.Namespace], int], help: str
+    ) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help, description=help)
-        sp.add_argument("--config", "-c", default=os.environ.get("MAILSMS_CONFIG"),
-                        help="TOML config file (default: $MAILSMS_CONFIG or embedded defaults)")
+        sp.add_argument(
+            "--config",
+            "-c",
+            default=os.environ.get("MAILSMS_CONFIG"),
+            help="TOML config file (default: $MAILSMS_CONFIG or embedded defaults)",
+        )
         sp.set_defaults(func=func)
         return sp
 
@@ -78,15 +84,27 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("id")
     show.add_argument("--json", action="store_true")
     show.set_defaults(func=_messages_show)
-    for name, func, text in (("retry", _messages_retry, "queue a failed/expired/cancelled message again"),
-                             ("cancel", _messages_cancel, "cancel a message that is still queued")):
+    for name, func, text in (
+        ("retry", _messages_retry, "queue a failed/expired/cancelled message again"),
+        ("cancel", _messages_cancel, "cancel a message that is still queued"),
+    ):
         sp = msub.add_parser(name, help=text)
         sp.add_argument("id")
         sp.set_defaults(func=func)
+    opt = cmd("optout", lambda a: _help(opt), "manage the opt-out list (numbers never texted)")
+    osub = opt.add_subparsers(metavar="ACTION")
+    for name, text in (("add", "stop texting a number"), ("remove", "allow a number again")):
+        sp = osub.add_parser(name, help=text)
+        sp.add_argument("number")
+        sp.set_defaults(func=_optout, action=name)
+    osub.add_parser("list", help="every opted-out number").set_defaults(
+        func=_optout, action="list", number=None
+    )
     inbound = cmd("inbound", _inbound_list, "list SMS received from phones")
     inbound.add_argument("--limit", type=int, default=50)
-    for sp in (ls, show, *[msub.choices[n] for n in ("retry", "cancel")]):
-        sp.add_argument("--config", "-c", default=os.environ.get("MAILSMS_CONFIG"))
+    for sp in (ls, show, *[msub.choices[n] for n in ("retry", "cancel")], *osub.choices.values()):
+        # SUPPRESS: an action's own --config must not overwrite the group's when absent.
+        sp.add_argument("--config", "-c", default=argparse.SUPPRESS)
     return p
 
 
@@ -136,10 +154,13 @@ async def _serve_async(loaded: Loaded) -> int:
     gateway = Gateway(loaded.settings)
     await gateway.start()
     where = gateway.listening
-    print(f"mailsms {__version__}: config {loaded.source}; store {loaded.settings.store.url}; "
-          f"smtp {_addr(where.smtp)}; lmtp {_addr(where.lmtp)}; http {_addr(where.http)}; "
-          f"domains {', '.join(sorted(loaded.settings.gateway.all_domains))}",
-          file=sys.stderr, flush=True)
+    print(
+        f"mailsms {__version__}: config {loaded.source}; store {loaded.settings.store.url}; "
+        f"smtp {_addr(where.smtp)}; lmtp {_addr(where.lmtp)}; http {_addr(where.http)}; "
+        f"domains {', '.join(sorted(loaded.settings.gateway.all_domains))}",
+        file=sys.stderr,
+        flush=True,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -166,15 +187,25 @@ def _check_config(args: argparse.Namespace) -> int:
     loaded = _load(args)
     s = loaded.settings
     print(f"{loaded.source}: OK")
-    print(f"  domains: {', '.join(sorted(s.gateway.all_domains))} (region {s.gateway.default_region})")
-    print(f"  smtp: {s.smtp.listen or 'off'}  lmtp: {s.smtp.lmtp_listen or 'off'}  http: {s.http.listen or 'off'}")
+    print(
+        f"  domains: {', '.join(sorted(s.gateway.all_domains))} (region {s.gateway.default_region})"
+    )
+    print(
+        f"  smtp: {s.smtp.listen or 'off'}  lmtp: {s.smtp.lmtp_listen or 'off'}  "
+        f"http: {s.http.listen or 'off'}"
+    )
     print(f"  store: {_redact_url(s.store.url)}")
     for c in s.carriers:
-        print(f"  carrier {c.name}: type {c.type}, concurrency {c.concurrency}, "
-              f"max_rate {c.max_rate or 'unlimited'}")
+        print(
+            f"  carrier {c.name}: type {c.type}, concurrency {c.concurrency}, "
+            f"max_rate {c.max_rate or 'unlimited'}"
+        )
     senders = s.policy.allowed_senders
     nets = ", ".join(str(n) for n in s.policy.trusted_networks) or "none"
-    print(f"  senders: {', '.join(senders) if senders else 'none by address'}; trusted networks: {nets}")
+    print(
+        f"  senders: {', '.join(senders) if senders else 'none by address'}; "
+        f"trusted networks: {nets}"
+    )
     return EXIT_OK
 
 
@@ -188,8 +219,11 @@ def _encode(args: argparse.Namespace) -> int:
     from mailsms.sms.encode import SmsOptions, describe, encode, format_human
 
     s = _load(args).settings
-    options = SmsOptions(transliterate=s.sms.transliterate, shift_tables=s.sms.shift_tables,
-                         reference_bits=s.sms.reference_bits)
+    options = SmsOptions(
+        transliterate=s.sms.transliterate,
+        shift_tables=s.sms.shift_tables,
+        reference_bits=s.sms.reference_bits,
+    )
     encoded = encode(args.text, options)
     if args.json:
         print(json.dumps(describe(encoded), ensure_ascii=False))
@@ -212,7 +246,9 @@ def _send(args: argparse.Namespace) -> int:
         print(f"mailsms: no carrier named {args.carrier!r}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        rcpt = parse_recipient(f"{args.to}@{s.gateway.domain}", s.gateway.all_domains, s.gateway.default_region)
+        rcpt = parse_recipient(
+            f"{args.to}@{s.gateway.domain}", s.gateway.all_domains, s.gateway.default_region
+        )
     except AddressError as exc:
         print(f"mailsms: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -222,13 +258,19 @@ def _send(args: argparse.Namespace) -> int:
         await store.open()
         try:
             intake = Intake(s, store, Metrics())
-            refusal = intake.destinations.check(rcpt)
+            refusal = await intake.check_number(rcpt, "cli")
             if refusal is not None:
                 print(f"mailsms: refused: {refusal.text}", file=sys.stderr)
                 return EXIT_FAIL
             try:
-                accepted = await intake.accept_text(args.text, f"cli:{_user()}", [rcpt], "cli",
-                                                    carrier=args.carrier, source_addr=args.source)
+                accepted = await intake.accept_text(
+                    args.text,
+                    f"cli:{_user()}",
+                    [rcpt],
+                    "cli",
+                    carrier=args.carrier,
+                    source_addr=args.source,
+                )
             except RefusedError as exc:
                 print(f"mailsms: refused: {exc.refusal.text}", file=sys.stderr)
                 return EXIT_FAIL
@@ -274,7 +316,7 @@ def _messages_list(args: argparse.Namespace) -> int:
         return EXIT_USAGE
 
     async def fn(store: Any) -> int:
-        rows = await store.list(state, args.limit)
+        rows = await store.list_messages(state, args.limit)
         if args.json:
             from mailsms.web.app import message_json
 
@@ -284,7 +326,10 @@ def _messages_list(args: argparse.Namespace) -> int:
         for m in rows:
             text = m.text.replace("\n", " ")
             text = text[:37] + "..." if len(text) > 40 else text
-            print(f"{m.id:28}  {m.state.value:10}  {m.to:16}  {m.segments:>3}  {_time(m.created_at)}  {text}")
+            print(
+                f"{m.id:28}  {m.state.value:10}  {m.to:16}  {m.segments:>3}  "
+                f"{_time(m.created_at)}  {text}"
+            )
         return EXIT_OK
 
     return _with_store(args, fn)
@@ -301,15 +346,22 @@ def _messages_show(args: argparse.Namespace) -> int:
 
             print(json.dumps(message_json(m), ensure_ascii=False, indent=2))
             return EXIT_OK
-        print(f"id:        {m.id}\nstate:     {m.state.value}\nto:        {m.to}\n"
-              f"from:      {m.source_addr or '(carrier default)'}\nsender:    {m.sender} ({m.origin})\n"
-              f"carrier:   {m.carrier or '-'}\nencoding:  {m.encoding}, {m.segments} segment(s)\n"
-              f"attempts:  {m.attempts}\ncreated:   {_time(m.created_at)}\nexpires:   {_time(m.expires_at)}")
+        print(
+            f"id:        {m.id}\nstate:     {m.state.value}\nto:        {m.to}\n"
+            f"from:      {m.source_addr or '(carrier default)'}\n"
+            f"sender:    {m.sender} ({m.origin})\n"
+            f"carrier:   {m.carrier or '-'}\nencoding:  {m.encoding}, {m.segments} segment(s)\n"
+            f"attempts:  {m.attempts}\ncreated:   {_time(m.created_at)}\n"
+            f"expires:   {_time(m.expires_at)}"
+        )
         if m.last_error:
             print(f"error:     {m.last_error}")
         print(f"text:\n  {m.text.replace(chr(10), chr(10) + '  ')}\nparts:")
         for p in m.parts:
-            print(f"  {p.seq}: {p.state.value:9} id={p.carrier_id or '-'} size={p.size} udh={p.udh.hex() or '-'}")
+            print(
+                f"  {p.seq}: {p.state.value:9} id={p.carrier_id or '-'} size={p.size} "
+                f"udh={p.udh.hex() or '-'}"
+            )
         print("events:")
         for e in m.events:
             print(f"  {_time(e.at)}  {e.state:18} {e.source:10} {e.reason}")
@@ -343,12 +395,43 @@ def _messages_cancel(args: argparse.Namespace) -> int:
     return _with_store(args, fn)
 
 
+def _optout(args: argparse.Namespace) -> int:
+    from mailsms.address import to_e164
+    from mailsms.errors import AddressError
+
+    s = _load(args).settings
+    number = None
+    if args.number is not None:
+        import phonenumbers
+
+        try:
+            parsed = to_e164(args.number, s.gateway.default_region)
+        except AddressError as exc:
+            print(f"mailsms: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        number = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+    async def fn(store: Any) -> int:
+        if args.action == "list":
+            for row in await store.list_opt_outs():
+                print(f"{row['number']:16}  {_time(row['at'])}  {row['source']}")
+            return EXIT_OK
+        changed = await store.set_opt_out(number, args.action == "add", "operator", time.time())
+        state = "opted out" if args.action == "add" else "opted in"
+        print(f"{number}: {state}" + ("" if changed else " (no change)"))
+        return EXIT_OK
+
+    return _with_store(args, fn)
+
+
 def _inbound_list(args: argparse.Namespace) -> int:
     async def fn(store: Any) -> int:
         for row in await store.list_inbound(args.limit):
             text = str(row["text"]).replace("\n", " ")[:50]
-            print(f"{row['id']:28}  {row['state']:12}  {row['sender']:16} -> {row['recipient']:16}  "
-                  f"{_time(row['received_at'])}  {text}")
+            print(
+                f"{row['id']:28}  {row['state']:12}  {row['sender']:16} -> {row['recipient']:16}  "
+                f"{_time(row['received_at'])}  {text}"
+            )
         return EXIT_OK
 
     return _with_store(args, fn)

@@ -9,6 +9,7 @@ found, the line.
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 import os
 import re
@@ -25,7 +26,6 @@ from mailsms.carriers.base import CarrierSettings, carrier_class
 from mailsms.duration import Duration
 from mailsms.errors import ConfigError
 
-
 ENV_PREFIX = "MAILSMS_"
 
 
@@ -33,8 +33,10 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _check_listen(value: str) -> str:
+def _check_listen(value: object) -> str:
     """``host:port``, ``[v6]:port`` or ``unix:/path``; checked here so serve never half-starts."""
+    if not isinstance(value, str):
+        raise ValueError("expected a string 'host:port' or 'unix:/path'")
     if value.startswith("unix:"):
         if len(value) <= len("unix:"):
             raise ValueError("unix: needs a socket path")
@@ -142,6 +144,26 @@ class SmsSettings(_Section):
     truncate_marker: str = "..."
 
 
+class BodySettings(_Section):
+    """How a mail body becomes SMS text (docs/mail-to-sms.md)."""
+
+    note_attachments: bool = True
+    strip_quotes: bool = True
+    strip_signatures: bool = True
+    signature_patterns: tuple[str, ...] = ()
+    cutoff_markers: tuple[str, ...] = ("--end--",)
+
+    @field_validator("signature_patterns")
+    @classmethod
+    def _patterns(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in v:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"{pattern!r} is not a valid regular expression: {exc}") from None
+        return v
+
+
 class LogSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["logfmt", "json"] = "logfmt"
@@ -157,6 +179,7 @@ class Settings(_Section):
     dispatch: DispatchSettings = DispatchSettings()
     policy: PolicySettings = PolicySettings()
     sms: SmsSettings = SmsSettings()
+    body: BodySettings = BodySettings()
     log: LogSettings = LogSettings()
     carriers: tuple[CarrierSettings, ...] = ()
 
@@ -173,7 +196,9 @@ class Loaded:
     warnings: tuple[str, ...] = ()
 
 
-def load(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Loaded:
+def load(
+    path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
+) -> Loaded:
     """Read ``path`` (or the embedded defaults), apply the environment, validate everything."""
     env = os.environ if env is None else env
     source = str(path) if path is not None else "<embedded defaults>"
@@ -187,17 +212,28 @@ def load(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | No
             raise ConfigError(f"{source}: no such file") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{source}: not valid TOML: {exc}") from None
-    _apply_env(data, env)
-    settings = _validate(data, source, text)
+    if "carrier" not in data:
+        data["carrier"] = [dict(DEFAULT_CARRIER)]
+    from_env = _apply_env(data, env)
+    settings = _validate(data, source, text, from_env)
     return Loaded(settings, source, tuple(_warnings(settings)))
 
 
-def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
-    """``MAILSMS_SECTION__KEY=value``; carriers by name: ``MAILSMS_CARRIER__NAME__KEY``."""
+def from_dict(data: Mapping[str, Any], source: str = "<dict>") -> Settings:
+    """Settings from an already-parsed mapping (tests, embedding); no environment applied."""
+    return _validate(copy.deepcopy(dict(data)), source, "")
+
+
+def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[tuple[Any, ...], str]:
+    """``MAILSMS_SECTION__KEY=value``; carriers by name: ``MAILSMS_CARRIER__NAME__KEY``.
+
+    Returns which config locations came from which variable, so errors can name it.
+    """
+    origin: dict[tuple[Any, ...], str] = {}
     for name, raw in env.items():
         if not name.startswith(ENV_PREFIX) or "__" not in name:
             continue
-        path = name[len(ENV_PREFIX):].lower().split("__")
+        path = name[len(ENV_PREFIX) :].lower().split("__")
         value = _env_value(raw)
         if path[0] == "carrier" and len(path) == 3:
             entries = data.setdefault("carrier", [])
@@ -205,22 +241,39 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
             if entry is None:
                 raise ConfigError(f"{name}: no [[carrier]] named {path[1]!r} to override")
             entry[path[2]] = value
+            origin[("carrier", entries.index(entry), path[2])] = name
         elif len(path) == 2:
             section = data.setdefault(path[0], {})
             if not isinstance(section, dict):
                 raise ConfigError(f"{name}: [{path[0]}] is not a table")
             section[path[1]] = value
+            origin[(path[0], path[1])] = name
+        else:
+            raise ConfigError(
+                f"{name}: expected MAILSMS_SECTION__KEY or MAILSMS_CARRIER__NAME__KEY"
+            )
+    return origin
 
 
 def _env_value(raw: str) -> Any:
-    """A TOML literal when the text is one (``10``, ``true``, ``["a"]``), else the string."""
-    try:
-        return tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
-        return raw
+    """Arrays, inline tables and quoted strings are read as TOML (``["a", "b"]``); anything
+    else stays the string it is, and the typed settings convert it (``"10"`` to an int for an
+    int key), so a numeric-looking token or ``+15551234567`` sender stays a string."""
+    if raw.strip()[:1] in ("[", "{", '"', "'"):
+        try:
+            return tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            return raw
+    return raw
 
 
-def _validate(data: dict[str, Any], source: str, text: str) -> Settings:
+def _validate(
+    data: dict[str, Any],
+    source: str,
+    text: str,
+    from_env: Mapping[tuple[Any, ...], str] | None = None,
+) -> Settings:
+    env = from_env or {}
     carriers_raw = data.pop("carrier", None)
     if carriers_raw is None:
         carriers_raw = [dict(DEFAULT_CARRIER)]
@@ -229,8 +282,8 @@ def _validate(data: dict[str, Any], source: str, text: str) -> Settings:
     try:
         base = Settings.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_explain(exc, source, text)) from None
-    carriers = tuple(_carrier(i, c, source, text) for i, c in enumerate(carriers_raw))
+        raise ConfigError(_explain(exc, source, text, env=env)) from None
+    carriers = tuple(_carrier(i, c, source, text, env) for i, c in enumerate(carriers_raw))
     names = [c.name for c in carriers]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
@@ -238,24 +291,35 @@ def _validate(data: dict[str, Any], source: str, text: str) -> Settings:
     return base.model_copy(update={"carriers": carriers})
 
 
-def _carrier(index: int, raw: Any, source: str, text: str) -> CarrierSettings:
+def _carrier(
+    index: int, raw: Any, source: str, text: str, env: Mapping[tuple[Any, ...], str]
+) -> CarrierSettings:
     if not isinstance(raw, dict) or "type" not in raw or "name" not in raw:
         raise ConfigError(f"{source}: carrier[{index}] needs at least 'name' and 'type'")
     cls = carrier_class(str(raw["type"]))
     try:
         return cls.Settings.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_explain(exc, source, text, ("carrier", index))) from None
+        raise ConfigError(_explain(exc, source, text, ("carrier", index), env)) from None
 
 
-def _explain(exc: ValidationError, source: str, text: str, prefix: tuple[Any, ...] = ()) -> str:
-    """One line per problem: ``file:line: key: what is wrong``."""
+def _explain(
+    exc: ValidationError,
+    source: str,
+    text: str,
+    prefix: tuple[Any, ...] = (),
+    env: Mapping[tuple[Any, ...], str] | None = None,
+) -> str:
+    """One line per problem: ``file:line: key: what is wrong`` (or the variable that set it)."""
     lines = []
     for err in exc.errors():
         loc = (*prefix, *err["loc"])
         key = ".".join(str(p) for p in loc)
         line = _locate(text, loc)
-        where = f"{source}:{line}" if line else source
+        if env and tuple(loc[:3]) in env:
+            where = f"environment {env[tuple(loc[:3])]}"
+        else:
+            where = f"{source}:{line}" if line else source
         msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
         lines.append(f"{where}: {key}: {msg}")
     return "\n".join(lines)
@@ -288,9 +352,17 @@ def _locate(text: str, loc: tuple[Any, ...]) -> int | None:
 def _warnings(settings: Settings) -> list[str]:
     out = []
     http = settings.http.listen
-    exposed = http is not None and not split_listen(http)[0].startswith(("127.", "localhost", "::1"))
+    exposed = (
+        http is not None
+        and not http.startswith("unix:")
+        and not split_listen(http)[0].startswith(("127.", "localhost", "::1"))
+    )
     for carrier in settings.carriers:
-        if exposed and not carrier.webhook_token and carrier.type in {"console", "file", "fake", "http"}:
+        if (
+            exposed
+            and not carrier.webhook_token
+            and carrier.type in {"console", "file", "fake", "http"}
+        ):
             out.append(
                 f"carrier {carrier.name!r} has no webhook_token but http.listen {http} is not "
                 "loopback: anyone who can reach it can inject SMS and delivery reports"

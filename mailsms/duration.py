@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated
 
@@ -11,14 +12,16 @@ _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 6048
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 
 
-def parse_duration(value: str | int | float) -> float:
+def parse_duration(value: object) -> float:
     """Seconds in ``value``; raises ``ValueError`` with the accepted forms on anything else."""
     if isinstance(value, bool):
         raise ValueError("expected a duration such as '30s', '5m', '2h' or '30d'")
     if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError("a duration cannot be negative")
+        if not math.isfinite(value) or value < 0:
+            raise ValueError("a duration must be a finite number of seconds, not negative")
         return float(value)
+    if not isinstance(value, str):
+        raise ValueError("expected a duration such as '30s', '5m', '2h' or '30d'")
     text = value.strip().lower().replace(" ", "")
     if re.fullmatch(r"\d+(\.\d+)?", text):
         return float(text)

@@ -12,8 +12,12 @@ import logging
 import sys
 import time
 
-_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
-_SECRET = ("password", "token", "secret", "auth")
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
+    "message",
+    "asctime",
+    "taskName",
+}
+_SECRET = ("password", "passwd", "token", "secret", "api_key", "apikey", "authorization")
 
 
 def _fields(record: logging.LogRecord) -> dict[str, object]:
@@ -29,7 +33,9 @@ class LogfmtFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         head = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)),
-            "level": record.levelname.lower(), "logger": record.name, "msg": record.getMessage(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
         }
         parts = [f"{k}={_quote(v)}" for k, v in {**head, **_fields(record)}.items()]
         if record.exc_info:
@@ -39,8 +45,13 @@ class LogfmtFormatter(logging.Formatter):
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        body = {"ts": record.created, "level": record.levelname.lower(), "logger": record.name,
-                "msg": record.getMessage(), **_fields(record)}
+        body = {
+            "ts": record.created,
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+            **_fields(record),
+        }
         if record.exc_info:
             body["exc"] = self.formatException(record.exc_info)
         return json.dumps(body, default=str)

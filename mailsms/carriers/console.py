@@ -23,8 +23,10 @@ class ConsoleCarrier(Carrier):
     async def submit(self, sms: OutboundSms) -> Submitted:
         out = self.stream or sys.stdout
         sender = sms.source_addr or "(default)"
-        lines = [f"--- SMS {sms.message_id} to {sms.to} from {sender} "
-                 f"[{sms.encoding}, {len(sms.parts)} part(s)]"]
+        lines = [
+            f"--- SMS {sms.message_id} to {sms.to} from {sender} "
+            f"[{sms.encoding}, {len(sms.parts)} part(s)]"
+        ]
         if len(sms.parts) == 1:
             lines.append(sms.parts[0].text)
         else:

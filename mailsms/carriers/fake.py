@@ -34,19 +34,25 @@ class FakeCarrier(Carrier):
         assert isinstance(settings, FakeSettings)
         self.latency = settings.latency
         self.report = settings.report
-        self.outcomes: collections.deque[Outcome] = collections.deque(
-            ["temporary"] * settings.temporary_failures + ["permanent"] * settings.permanent_failures
-        )
+        scripted: list[Outcome] = ["temporary"] * settings.temporary_failures
+        scripted += ["permanent"] * settings.permanent_failures
+        self.outcomes: collections.deque[Outcome] = collections.deque(scripted)
         self.submitted: list[OutboundSms] = []
         self.attempts = 0
         self.hooks: CarrierHooks | None = None
         self._ids = itertools.count(1)
         self.in_flight = 0
         self.max_in_flight = 0
+        self._changed = asyncio.Condition()
 
     def script(self, *outcomes: Outcome) -> None:
         """Queue outcomes for the next submits; after them every submit succeeds."""
         self.outcomes.extend(outcomes)
+
+    async def wait_in_flight(self, n: int) -> None:
+        """Wait until ``n`` submits are in progress at once (for tests: no sleeping)."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.in_flight >= n)
 
     async def start(self, hooks: CarrierHooks) -> None:
         self.hooks = hooks
@@ -55,6 +61,8 @@ class FakeCarrier(Carrier):
         self.attempts += 1
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        async with self._changed:
+            self._changed.notify_all()
         try:
             if self.latency:
                 await asyncio.sleep(self.latency)

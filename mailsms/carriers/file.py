@@ -43,10 +43,16 @@ class FileCarrier(Carrier):
 
     async def submit(self, sms: OutboundSms) -> Submitted:
         record = {
-            "id": sms.message_id, "to": sms.to, "from": sms.source_addr, "text": sms.text,
-            "encoding": sms.encoding, "attempt": sms.attempt,
-            "parts": [{"seq": p.seq, "text": p.text, "udh": p.udh.hex(), "size": p.size}
-                      for p in sms.parts],
+            "id": sms.message_id,
+            "to": sms.to,
+            "from": sms.source_addr,
+            "text": sms.text,
+            "encoding": sms.encoding,
+            "attempt": sms.attempt,
+            "parts": [
+                {"seq": p.seq, "text": p.text, "udh": p.udh.hex(), "size": p.size}
+                for p in sms.parts
+            ],
         }
         line = (json.dumps(record, ensure_ascii=False) + "\n").encode()
         async with self._lock:

@@ -1,9 +1,9 @@
 """When to try a temporarily failed message again, and when to give up.
 
 A pure function of the attempt count, the message's deadline and the clock, so that the
-schedule is table-tested rather than slept through. Backoff is exponential with "full
-jitter" (a uniform draw below the cap), which spreads a burst of failures from one carrier
-outage instead of retrying them in lock-step.
+schedule is table-tested rather than slept through. Backoff is exponential with "equal
+jitter" (half the delay fixed, half a uniform draw), which spreads a burst of failures from
+one carrier outage instead of retrying them in lock-step, yet never retries at once.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class RetryPolicy:
 
     def backoff(self, attempts: int, rand: float) -> float:
         """Delay before attempt ``attempts + 1``: half fixed, half jitter, capped."""
-        cap = min(self.maximum, self.initial * 2 ** max(0, attempts - 1))
+        cap: float = min(self.maximum, self.initial * 2.0 ** max(0, attempts - 1))
         return cap / 2 + cap / 2 * rand
 
     def decide(

@@ -25,9 +25,9 @@ from mailsms.config import DispatchSettings
 from mailsms.dispatch.retry import GiveUp, RetryPolicy
 from mailsms.dispatch.routing import NoRoute, Router
 from mailsms.errors import CarrierError, PermanentFailure, StoreError
-from mailsms.web.metrics import Metrics
 from mailsms.model import Message, PartSpec, State
 from mailsms.store.base import Store
+from mailsms.web.metrics import Metrics
 
 log = logging.getLogger("mailsms.dispatch")
 
@@ -73,6 +73,7 @@ class Dispatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._loop_task: asyncio.Task[None] | None = None
+        self._progress: asyncio.Future[None] | None = None
 
     def wake(self) -> None:
         """Something was queued: look now rather than at the next poll."""
@@ -101,7 +102,9 @@ class Dispatcher:
                 await self._wait(self.settings.poll_interval)  # a finishing task wakes us
                 continue
             try:
-                claimed = await self.store.claim(self.owner, free, self.settings.lease, self.clock())
+                claimed = await self.store.claim(
+                    self.owner, free, self.settings.lease, self.clock()
+                )
             except StoreError as exc:
                 log.error("claim failed", extra={"event": "claim_failed", "error": str(exc)})
                 claimed = []
@@ -115,6 +118,18 @@ class Dispatcher:
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         self._wake.set()  # a slot came free
+        if self._progress is not None and not self._progress.done():
+            self._progress.set_result(None)
+        self._progress = None
+
+    async def progress(self) -> None:
+        """Wait until the next message handling finishes (whatever its outcome).
+
+        Lets tests and tools wait for the queue to move instead of sleeping.
+        """
+        if self._progress is None:
+            self._progress = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self._progress)
 
     async def _idle_timeout(self) -> float:
         try:
@@ -137,7 +152,10 @@ class Dispatcher:
             raise
         except StoreError as exc:
             # The lease runs out and another claim retries it: nothing is lost.
-            log.error("store failed after submit", extra={"event": "store_error", "id": message.id, "error": str(exc)})
+            log.error(
+                "store failed after submit",
+                extra={"event": "store_error", "id": message.id, "error": str(exc)},
+            )
 
     async def _release(self, message: Message) -> None:
         with contextlib.suppress(StoreError):
@@ -146,7 +164,9 @@ class Dispatcher:
     async def _submit(self, message: Message) -> None:
         now = self.clock()
         if now >= message.expires_at:
-            await self.store.finish(message.id, self.owner, State.EXPIRED, "maximum age reached", now)
+            await self.store.finish(
+                message.id, self.owner, State.EXPIRED, "maximum age reached", now
+            )
             self.metrics.failed.labels(carrier="none", state="expired").inc()
             return
         try:
@@ -163,7 +183,9 @@ class Dispatcher:
             await self._failed(message, name, exc)
             return
         except Exception as exc:  # a driver bug must not lose the message
-            log.exception("carrier raised an unexpected error", extra={"event": "driver_bug", "carrier": name})
+            log.exception(
+                "carrier raised an unexpected error", extra={"event": "driver_bug", "carrier": name}
+            )
             await self._failed(message, name, CarrierError(f"driver error: {exc!r}"))
             return
         await self._submitted(message, name, result)
@@ -177,8 +199,13 @@ class Dispatcher:
         self.metrics.submit_latency.observe(max(0.0, self.clock() - message.created_at))
         log.info(
             "submitted",
-            extra={"event": "submitted", "id": message.id, "carrier": name,
-                   "to": mask(message.to), "parts": len(message.parts)},
+            extra={
+                "event": "submitted",
+                "id": message.id,
+                "carrier": name,
+                "to": mask(message.to),
+                "parts": len(message.parts),
+            },
         )
 
     async def _failed(self, message: Message, name: str, exc: CarrierError) -> None:
@@ -187,19 +214,35 @@ class Dispatcher:
         if isinstance(exc, PermanentFailure):
             await self.store.finish(message.id, self.owner, State.FAILED, reason, now, name)
             self.metrics.failed.labels(carrier=name, state="failed").inc()
-            log.warning("permanent failure", extra={"event": "failed", "id": message.id, "carrier": name, "reason": str(exc)})
+            log.warning(
+                "permanent failure",
+                extra={"event": "failed", "id": message.id, "carrier": name, "reason": str(exc)},
+            )
             return
         decision = self.policy.decide(message.attempts, message.expires_at, now)
         if isinstance(decision, GiveUp):
             await self.store.finish(
-                message.id, self.owner, decision.state, f"{decision.reason}; last: {reason}", now, name
+                message.id,
+                self.owner,
+                decision.state,
+                f"{decision.reason}; last: {reason}",
+                now,
+                name,
             )
             self.metrics.failed.labels(carrier=name, state=decision.state.value).inc()
             return
         await self.store.mark_retry(message.id, self.owner, decision.at, reason, now)
         self.metrics.retried.labels(carrier=name).inc()
-        log.info("temporary failure", extra={"event": "retry", "id": message.id, "carrier": name,
-                                             "reason": str(exc), "retry_in": round(decision.at - now, 1)})
+        log.info(
+            "temporary failure",
+            extra={
+                "event": "retry",
+                "id": message.id,
+                "carrier": name,
+                "reason": str(exc),
+                "retry_in": round(decision.at - now, 1),
+            },
+        )
 
 
 def _outbound(message: Message, default_from: str | None) -> OutboundSms:

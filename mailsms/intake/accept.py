@@ -20,6 +20,7 @@ from mailsms.mail.parse import BodyOptions, Extracted, NoTextError, extract
 from mailsms.model import NewMessage, new_id
 from mailsms.policy import Refusal
 from mailsms.policy.destinations import DestinationRule
+from mailsms.policy.optout import OptOutRule
 from mailsms.policy.rate import SenderRateRule
 from mailsms.policy.senders import SenderRule
 from mailsms.sms.encode import Encoded, ReferenceCounter, SmsOptions, TooLong, plan
@@ -72,6 +73,7 @@ class Intake:
         self.domains = settings.gateway.all_domains
         self.senders = SenderRule(settings.policy)
         self.destinations = DestinationRule(settings.policy)
+        self.optouts = OptOutRule(store)
         self.rate = SenderRateRule(settings.policy.sender_rate_limit, clock)
         self.references = ReferenceCounter(settings.sms.reference_bits)
         self.sms_options = SmsOptions(
@@ -82,14 +84,22 @@ class Intake:
             on_too_long=settings.policy.on_too_long,
             truncate_marker=settings.sms.truncate_marker,
         )
-        self.body_options = BodyOptions(subject=settings.sms.subject)
+        body = settings.body
+        self.body_options = BodyOptions(
+            subject=settings.sms.subject,
+            note_attachments=body.note_attachments,
+            strip_quotes=body.strip_quotes,
+            strip_signatures=body.strip_signatures,
+            signature_patterns=body.signature_patterns,
+            cutoff_markers=body.cutoff_markers,
+        )
 
     # --- envelope checks ---------------------------------------------------------------
 
     def check_sender(self, sender: str, peer_ip: str | None) -> Refusal | None:
         return self.senders.check(sender, peer_ip)
 
-    def check_recipient(self, address: str, sender: str, pending: int) -> Recipient | Refusal:
+    async def check_recipient(self, address: str, sender: str, pending: int) -> Recipient | Refusal:
         """The parsed recipient, or why it is refused (most specific reason first)."""
         if pending >= self.settings.smtp.max_recipients:
             return TOO_MANY
@@ -99,8 +109,19 @@ class Intake:
             return Refusal(550, "5.7.1", "Relay access denied: not a domain served here")
         except AddressError:
             return Refusal(550, BAD_NUMBER, "Recipient is not a valid phone number")
-        refusal = self.destinations.check(recipient) or self.rate.check(sender, pending)
-        return refusal or recipient
+        return await self.check_number(recipient, sender, pending) or recipient
+
+    async def check_number(
+        self, recipient: Recipient, sender: str, pending: int = 0
+    ) -> Refusal | None:
+        """Destination policy, opt-out list and sender quota for an already parsed number."""
+        refusal = self.destinations.check(recipient)
+        if refusal is None:
+            try:
+                refusal = await self.optouts.check(recipient.number)
+            except StoreError:
+                return STORE_DOWN
+        return refusal or self.rate.check(sender, pending)
 
     # --- acceptance --------------------------------------------------------------------
 
@@ -119,8 +140,13 @@ class Intake:
         )
 
     async def accept_text(
-        self, text: str, sender: str, recipients: Sequence[Recipient], origin: str,
-        carrier: str | None = None, source_addr: str | None = None,
+        self,
+        text: str,
+        sender: str,
+        recipients: Sequence[Recipient],
+        origin: str,
+        carrier: str | None = None,
+        source_addr: str | None = None,
     ) -> Accepted:
         """Queue a plain text (API, CLI) through the same encoding and store path."""
         if not text.strip():
@@ -130,8 +156,15 @@ class Intake:
         )
 
     async def _queue(
-        self, text: str, sender: str, recipients: Sequence[Recipient], *, origin: str,
-        mail: Extracted | None = None, original: Sequence[str] = (), carrier: str | None = None,
+        self,
+        text: str,
+        sender: str,
+        recipients: Sequence[Recipient],
+        *,
+        origin: str,
+        mail: Extracted | None = None,
+        original: Sequence[str] = (),
+        carrier: str | None = None,
         source_addr: str | None = None,
     ) -> Accepted:
         now = self.clock()
@@ -140,9 +173,15 @@ class Intake:
             for encoded in self._encode(text, rcpt.number):
                 messages.append(
                     NewMessage(
-                        id=new_id(), to=rcpt.number, text=encoded.text, encoding=encoded.encoding,
-                        parts=encoded.parts, sender=sender, origin=origin,
-                        source_addr=source_addr, carrier=carrier,
+                        id=new_id(),
+                        to=rcpt.number,
+                        text=encoded.text,
+                        encoding=encoded.encoding,
+                        parts=encoded.parts,
+                        sender=sender,
+                        origin=origin,
+                        source_addr=source_addr,
+                        carrier=carrier,
                         subject=mail.subject if mail else None,
                         mail_message_id=mail.message_id if mail else None,
                         original_recipient=original[index] if index < len(original) else None,
@@ -160,8 +199,16 @@ class Intake:
         self.metrics.accepted.labels(origin=origin).inc(len(messages))
         self.on_queued()
         for m in messages:
-            log.info("queued", extra={"event": "queued", "id": m.id, "to": mask(m.to),
-                                      "parts": len(m.parts), "origin": origin})
+            log.info(
+                "queued",
+                extra={
+                    "event": "queued",
+                    "id": m.id,
+                    "to": mask(m.to),
+                    "parts": len(m.parts),
+                    "origin": origin,
+                },
+            )
         return Accepted(tuple(m.id for m in messages))
 
     def _encode(self, text: str, number: str) -> list[Encoded]:
@@ -169,13 +216,18 @@ class Intake:
             return plan(text, self.sms_options, self.references.next(number))
         except TooLong as exc:
             raise RefusedError(
-                Refusal(554, "5.3.4", f"Message too long: {exc.segments} SMS segments, "
-                                      f"at most {exc.limit} allowed")
+                Refusal(
+                    554,
+                    "5.3.4",
+                    f"Message too long: {exc.segments} SMS segments, at most {exc.limit} allowed",
+                )
             ) from None
 
 
 def _meta(encoded: Encoded) -> dict[str, object]:
     if not encoded.transliterated:
         return {}
-    return {"transliterated": [list(p) for p in encoded.transliterated],
-            "segments_saved": encoded.segments_saved}
+    return {
+        "transliterated": [list(p) for p in encoded.transliterated],
+        "segments_saved": encoded.segments_saved,
+    }

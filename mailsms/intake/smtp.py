@@ -24,8 +24,9 @@ log = logging.getLogger("mailsms.intake")
 # aiosmtpd's own replies carry no RFC 3463 enhanced status; these give them one.
 _ENHANCED = {
     "552 Error: Too much mail data": "552 5.3.4 Message exceeds the size limit",
-    "552 Error: message size exceeds fixed maximum message size":
-        "552 5.3.4 Message size exceeds the fixed maximum message size",
+    "552 Error: message size exceeds fixed maximum message size": (
+        "552 5.3.4 Message size exceeds the fixed maximum message size"
+    ),
     "503 Error: need MAIL command": "503 5.5.1 Error: need MAIL command",
     "503 Error: need RCPT command": "503 5.5.1 Error: need RCPT command",
     "503 Error: nested MAIL command": "503 5.5.1 Error: nested MAIL command",
@@ -47,11 +48,11 @@ class _Counting:
         await super().push(status)  # type: ignore[misc]
 
 
-class GatewaySMTP(_Counting, SMTP):  # type: ignore[misc]
+class GatewaySMTP(_Counting, SMTP):
     pass
 
 
-class GatewayLMTP(_Counting, LMTP):  # type: ignore[misc]
+class GatewayLMTP(_Counting, LMTP):
     pass
 
 
@@ -63,11 +64,19 @@ class IntakeHandler:
         self.lmtp = lmtp
 
     async def handle_MAIL(
-        self, server: SMTP, session: Session, envelope: Envelope, address: str, mail_options: list[str]
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        mail_options: list[str],
     ) -> str:
         refusal = self.intake.check_sender(address, _peer_ip(session))
         if refusal is not None:
-            log.info("sender refused", extra={"event": "refused", "stage": "MAIL", "code": refusal.status})
+            log.info(
+                "sender refused",
+                extra={"event": "refused", "stage": "MAIL", "code": refusal.status},
+            )
             return refusal.reply
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
@@ -75,12 +84,20 @@ class IntakeHandler:
         return "250 2.1.0 Sender OK"
 
     async def handle_RCPT(
-        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
     ) -> str:
         accepted: list[Recipient] = envelope.mailsms_rcpts  # type: ignore[attr-defined]
-        result = self.intake.check_recipient(address, envelope.mail_from or "", len(accepted))
+        result = await self.intake.check_recipient(address, envelope.mail_from or "", len(accepted))
         if isinstance(result, Refusal):
-            log.info("recipient refused", extra={"event": "refused", "stage": "RCPT", "code": result.status})
+            log.info(
+                "recipient refused",
+                extra={"event": "refused", "stage": "RCPT", "code": result.status},
+            )
             return result.reply
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
@@ -91,7 +108,9 @@ class IntakeHandler:
         rcpts: list[Recipient] = envelope.mailsms_rcpts  # type: ignore[attr-defined]
         raw = envelope.original_content or b""
         try:
-            accepted = await self.intake.accept_mail(raw, envelope.mail_from or "", rcpts, envelope.rcpt_tos)
+            accepted = await self.intake.accept_mail(
+                raw, envelope.mail_from or "", rcpts, envelope.rcpt_tos
+            )
             reply = accepted.reply
         except RefusedError as exc:
             reply = exc.refusal.reply
@@ -111,8 +130,14 @@ def _peer_ip(session: Session) -> str | None:
 
 
 async def start_server(
-    intake: Intake, metrics: Metrics, listen: str, *, lmtp: bool, hostname: str | None,
-    max_size: int, timeout: float,
+    intake: Intake,
+    metrics: Metrics,
+    listen: str,
+    *,
+    lmtp: bool,
+    hostname: str | None,
+    max_size: int,
+    timeout: float,
 ) -> asyncio.base_events.Server:
     """Listen on ``host:port`` or ``unix:/path`` with the SMTP or LMTP protocol."""
     handler = IntakeHandler(intake, lmtp=lmtp)
@@ -120,14 +145,19 @@ async def start_server(
 
     def factory() -> SMTP:
         proto = cls(
-            handler, hostname=hostname, data_size_limit=max_size, enable_SMTPUTF8=True,
-            decode_data=False, ident="mailsms", timeout=timeout,
+            handler,
+            hostname=hostname,
+            data_size_limit=max_size,
+            enable_SMTPUTF8=True,
+            decode_data=False,
+            ident="mailsms",
+            timeout=timeout,
         )
         proto.metrics = metrics
         return proto
 
     loop = asyncio.get_running_loop()
     if listen.startswith("unix:"):
-        return await loop.create_unix_server(factory, listen[len("unix:"):])
+        return await loop.create_unix_server(factory, listen[len("unix:") :])
     host, _, port = listen.rpartition(":")
     return await loop.create_server(factory, host.strip("[]"), int(port))

@@ -22,7 +22,9 @@ class DestinationRule:
 
     def check(self, recipient: Recipient) -> Refusal | None:
         if self.regions and (recipient.region or "") not in self.regions:
-            return Refusal(550, "5.7.1", f"Destination country {recipient.region or 'unknown'} is not allowed")
+            return Refusal(
+                550, "5.7.1", f"Destination country {recipient.region or 'unknown'} is not allowed"
+            )
         if self.block_premium and is_premium_rate(recipient.number_type):
             return Refusal(550, "5.7.1", "Premium-rate numbers are not allowed")
         if self.block_short and is_short_code(recipient.number):

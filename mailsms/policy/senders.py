@@ -40,4 +40,6 @@ class SenderRule:
             ip = ipaddress.ip_address(peer_ip.split("%")[0])
         except ValueError:
             return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped  # an IPv4 client on a dual-stack socket
         return any(ip in net for net in self.networks)

@@ -49,27 +49,45 @@ class Store(Protocol):
     async def enqueue(self, messages: Sequence[NewMessage], now: float) -> None: ...
     async def claim(self, owner: str, limit: int, lease: float, now: float) -> list[Message]: ...
     async def mark_submitted(
-        self, id: str, owner: str, carrier: str, carrier_ids: Sequence[str | None],
-        delivered: bool, now: float,
+        self,
+        id: str,
+        owner: str,
+        carrier: str,
+        carrier_ids: Sequence[str | None],
+        delivered: bool,
+        now: float,
     ) -> bool: ...
     async def mark_retry(
         self, id: str, owner: str, next_attempt_at: float, reason: str, now: float
     ) -> bool: ...
     async def finish(
-        self, id: str, owner: str, state: State, reason: str, now: float,
+        self,
+        id: str,
+        owner: str,
+        state: State,
+        reason: str,
+        now: float,
         carrier: str | None = None,
     ) -> bool: ...
     async def release(self, id: str, owner: str, now: float) -> bool: ...
     async def get(self, id: str) -> Message | None: ...
-    async def list(self, state: State | None = None, limit: int = 50) -> list[Message]: ...
+    async def list_messages(self, state: State | None = None, limit: int = 50) -> list[Message]: ...
     async def retry(self, id: str, expires_at: float, now: float) -> bool: ...
     async def cancel(self, id: str, now: float) -> bool: ...
     async def delivery_report(
-        self, carrier: str, carrier_id: str, part_state: PartState, reason: str,
-        source: str, now: float,
+        self,
+        carrier: str,
+        carrier_id: str,
+        part_state: PartState,
+        reason: str,
+        source: str,
+        now: float,
     ) -> str | None: ...
     async def queue_depth(self) -> dict[str, int]: ...
     async def record_inbound(self, sms: InboundSms, now: float) -> tuple[str, bool]: ...
+    async def opted_out(self, number: str) -> bool: ...
+    async def set_opt_out(self, number: str, out: bool, source: str, now: float) -> bool: ...
+    async def list_opt_outs(self) -> list[Row]: ...
     async def list_inbound(self, limit: int = 50) -> list[Row]: ...
     async def next_wakeup(self) -> float | None: ...
 
@@ -81,6 +99,14 @@ class SqlStore(abc.ABC):
 
     def __init__(self) -> None:
         self.sql = queries(self.dialect)
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connect and apply pending migrations."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Finish pending operations and release connections."""
 
     @abc.abstractmethod
     async def _run(self, fn: Callable[[Tx], T]) -> T:
@@ -112,8 +138,13 @@ class SqlStore(abc.ABC):
         return await self._run(op)
 
     async def mark_submitted(
-        self, id: str, owner: str, carrier: str, carrier_ids: Sequence[str | None],
-        delivered: bool, now: float,
+        self,
+        id: str,
+        owner: str,
+        carrier: str,
+        carrier_ids: Sequence[str | None],
+        delivered: bool,
+        now: float,
     ) -> bool:
         def op(tx: Tx) -> bool:
             p = {"id": id, "owner": owner, "carrier": carrier, "now": now}
@@ -128,8 +159,13 @@ class SqlStore(abc.ABC):
                     tx.execute("delete_carrier_id", {"carrier": carrier, "carrier_id": cid})
                     tx.execute(
                         "insert_carrier_id",
-                        {"carrier": carrier, "carrier_id": cid, "message_id": id,
-                         "seq": seq, "now": now},
+                        {
+                            "carrier": carrier,
+                            "carrier_id": cid,
+                            "message_id": id,
+                            "seq": seq,
+                            "now": now,
+                        },
                     )
             _event(tx, id, State.SUBMITTED, f"accepted by {carrier}", now, carrier)
             if delivered:
@@ -142,8 +178,13 @@ class SqlStore(abc.ABC):
         self, id: str, owner: str, next_attempt_at: float, reason: str, now: float
     ) -> bool:
         def op(tx: Tx) -> bool:
-            p = {"id": id, "owner": owner, "next_attempt_at": next_attempt_at,
-                 "reason": reason, "now": now}
+            p = {
+                "id": id,
+                "owner": owner,
+                "next_attempt_at": next_attempt_at,
+                "reason": reason,
+                "now": now,
+            }
             if not tx.execute("mark_retry", p):
                 return False
             _event(tx, id, State.QUEUED, f"retry at {next_attempt_at:.0f}: {reason}", now)
@@ -152,12 +193,23 @@ class SqlStore(abc.ABC):
         return await self._run(op)
 
     async def finish(
-        self, id: str, owner: str, state: State, reason: str, now: float,
+        self,
+        id: str,
+        owner: str,
+        state: State,
+        reason: str,
+        now: float,
         carrier: str | None = None,
     ) -> bool:
         def op(tx: Tx) -> bool:
-            p = {"id": id, "owner": owner, "state": state.value, "reason": reason,
-                 "now": now, "carrier": carrier}
+            p = {
+                "id": id,
+                "owner": owner,
+                "state": state.value,
+                "reason": reason,
+                "now": now,
+                "carrier": carrier,
+            }
             if not tx.execute("finish_leased", p):
                 return False
             _finish_parts(tx, id, state, reason, now)
@@ -185,7 +237,7 @@ class SqlStore(abc.ABC):
 
         return await self._run(op)
 
-    async def list(self, state: State | None = None, limit: int = 50) -> list[Message]:
+    async def list_messages(self, state: State | None = None, limit: int = 50) -> list[Message]:
         def op(tx: Tx) -> list[Message]:
             if state is None:
                 rows = tx.fetchall("list_messages", {"limit": limit})
@@ -207,8 +259,13 @@ class SqlStore(abc.ABC):
 
     async def cancel(self, id: str, now: float) -> bool:
         def op(tx: Tx) -> bool:
-            p = {"id": id, "state": State.CANCELLED.value, "from_state": State.QUEUED.value,
-                 "reason": "cancelled by operator", "now": now}
+            p = {
+                "id": id,
+                "state": State.CANCELLED.value,
+                "from_state": State.QUEUED.value,
+                "reason": "cancelled by operator",
+                "now": now,
+            }
             if not tx.execute("set_state_from", p):
                 return False
             _finish_parts(tx, id, State.CANCELLED, "cancelled by operator", now)
@@ -218,20 +275,32 @@ class SqlStore(abc.ABC):
         return await self._run(op)
 
     async def delivery_report(
-        self, carrier: str, carrier_id: str, part_state: PartState, reason: str,
-        source: str, now: float,
+        self,
+        carrier: str,
+        carrier_id: str,
+        part_state: PartState,
+        reason: str,
+        source: str,
+        now: float,
     ) -> str | None:
         """Apply a report to its part; returns the message id, or None for an unknown id."""
 
         def op(tx: Tx) -> str | None:
-            found = tx.fetchall("find_part_by_carrier_id", {"carrier": carrier, "carrier_id": carrier_id})
+            found = tx.fetchall(
+                "find_part_by_carrier_id", {"carrier": carrier, "carrier_id": carrier_id}
+            )
             if not found:
                 return None
             mid, seq = found[0]["message_id"], found[0]["seq"]
             tx.execute(
                 "update_part_state",
-                {"message_id": mid, "seq": seq, "state": part_state.value,
-                 "error": reason or None, "now": now},
+                {
+                    "message_id": mid,
+                    "seq": seq,
+                    "state": part_state.value,
+                    "error": reason or None,
+                    "now": now,
+                },
             )
             _event(tx, mid, f"part {seq} {part_state.value}", reason, now, source)
             states = {r["state"] for r in tx.fetchall("part_states", {"id": mid})}
@@ -254,13 +323,40 @@ class SqlStore(abc.ABC):
             id = new_id()
             tx.execute(
                 "insert_inbound",
-                {**key, "id": id, "sender": sms.from_, "recipient": sms.to, "text": sms.text,
-                 "segments": sms.segments, "incomplete": int(sms.incomplete),
-                 "received_at": sms.received_at or now, "now": now},
+                {
+                    **key,
+                    "id": id,
+                    "sender": sms.from_,
+                    "recipient": sms.to,
+                    "text": sms.text,
+                    "segments": sms.segments,
+                    "incomplete": int(sms.incomplete),
+                    "received_at": sms.received_at or now,
+                    "now": now,
+                },
             )
             return id, True
 
         return await self._run(op)
+
+    async def opted_out(self, number: str) -> bool:
+        return bool(await self._run(lambda tx: tx.fetchall("find_optout", {"number": number})))
+
+    async def set_opt_out(self, number: str, out: bool, source: str, now: float) -> bool:
+        """Add (``out``) or remove a number from the opt-out list; True when it changed."""
+
+        def op(tx: Tx) -> bool:
+            present = bool(tx.fetchall("find_optout", {"number": number}))
+            if out and not present:
+                tx.execute("insert_optout", {"number": number, "at": now, "source": source})
+            elif not out and present:
+                tx.execute("delete_optout", {"number": number})
+            return present != out
+
+        return await self._run(op)
+
+    async def list_opt_outs(self) -> list[Row]:
+        return await self._run(lambda tx: tx.fetchall("list_optouts", {}))
 
     async def list_inbound(self, limit: int = 50) -> list[Row]:
         return await self._run(lambda tx: tx.fetchall("list_inbound", {"limit": limit}))
@@ -294,18 +390,37 @@ def _message_state(part_states: set[str]) -> State | None:
 def _insert(tx: Tx, msg: NewMessage, now: float) -> None:
     tx.execute(
         "insert_message",
-        {"id": msg.id, "origin": msg.origin, "sender": msg.sender, "recipient": msg.to,
-         "original_recipient": msg.original_recipient, "source_addr": msg.source_addr,
-         "carrier": msg.carrier, "text": msg.text, "encoding": msg.encoding,
-         "shift_table": msg.shift_table, "segments": len(msg.parts), "subject": msg.subject,
-         "mail_message_id": msg.mail_message_id, "meta": json.dumps(msg.meta),
-         "now": now, "expires_at": msg.expires_at},
+        {
+            "id": msg.id,
+            "origin": msg.origin,
+            "sender": msg.sender,
+            "recipient": msg.to,
+            "original_recipient": msg.original_recipient,
+            "source_addr": msg.source_addr,
+            "carrier": msg.carrier,
+            "text": msg.text,
+            "encoding": msg.encoding,
+            "shift_table": msg.shift_table,
+            "segments": len(msg.parts),
+            "subject": msg.subject,
+            "mail_message_id": msg.mail_message_id,
+            "meta": json.dumps(msg.meta),
+            "now": now,
+            "expires_at": msg.expires_at,
+        },
     )
     for part in msg.parts:
         tx.execute(
             "insert_part",
-            {"message_id": msg.id, "seq": part.seq, "text": part.text, "udh": part.udh,
-             "payload": part.payload, "size": part.size, "now": now},
+            {
+                "message_id": msg.id,
+                "seq": part.seq,
+                "text": part.text,
+                "udh": part.udh,
+                "payload": part.payload,
+                "size": part.size,
+                "now": now,
+            },
         )
     _event(tx, msg.id, State.QUEUED, f"accepted from {msg.origin}", now, msg.origin)
 
@@ -327,8 +442,12 @@ def _finish_parts(tx: Tx, id: str, state: State, reason: str, now: float) -> Non
 
 
 def _finish_submitted(tx: Tx, id: str, state: State, reason: str, now: float, source: str) -> None:
-    p = {"id": id, "state": state.value, "reason": None if state is State.DELIVERED else reason,
-         "now": now}
+    p = {
+        "id": id,
+        "state": state.value,
+        "reason": None if state is State.DELIVERED else reason,
+        "now": now,
+    }
     if tx.execute("set_state_from_submitted", p):
         _finish_parts(tx, id, state, reason, now)
         _event(tx, id, state, reason, now, source)
@@ -336,20 +455,40 @@ def _finish_submitted(tx: Tx, id: str, state: State, reason: str, now: float, so
 
 def _parts(tx: Tx, id: str) -> tuple[Part, ...]:
     return tuple(
-        Part(seq=r["seq"], text=r["text"], udh=bytes(r["udh"]), payload=bytes(r["payload"]),
-             size=r["size"], state=PartState(r["state"]), carrier_id=r["carrier_id"],
-             error=r["error"])
+        Part(
+            seq=r["seq"],
+            text=r["text"],
+            udh=bytes(r["udh"]),
+            payload=bytes(r["payload"]),
+            size=r["size"],
+            state=PartState(r["state"]),
+            carrier_id=r["carrier_id"],
+            error=r["error"],
+        )
         for r in tx.fetchall("get_parts", {"id": id})
     )
 
 
 def _message(row: Row, parts: tuple[Part, ...], events: tuple[Event, ...] = ()) -> Message:
     return Message(
-        id=row["id"], state=State(row["state"]), to=row["recipient"], text=row["text"],
-        encoding=row["encoding"], sender=row["sender"], origin=row["origin"],
-        source_addr=row["source_addr"], carrier=row["carrier"], subject=row["subject"],
-        mail_message_id=row["mail_message_id"], created_at=row["created_at"],
-        updated_at=row["updated_at"], expires_at=row["expires_at"], attempts=row["attempts"],
-        next_attempt_at=row["next_attempt_at"], last_error=row["last_error"],
-        segments=row["segments"], parts=parts, events=events,
+        id=row["id"],
+        state=State(row["state"]),
+        to=row["recipient"],
+        text=row["text"],
+        encoding=row["encoding"],
+        sender=row["sender"],
+        origin=row["origin"],
+        source_addr=row["source_addr"],
+        carrier=row["carrier"],
+        subject=row["subject"],
+        mail_message_id=row["mail_message_id"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        expires_at=row["expires_at"],
+        attempts=row["attempts"],
+        next_attempt_at=row["next_attempt_at"],
+        last_error=row["last_error"],
+        segments=row["segments"],
+        parts=parts,
+        events=events,
     )

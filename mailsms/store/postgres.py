@@ -53,7 +53,11 @@ class PostgresStore(SqlStore):
     async def open(self) -> None:
         def connect() -> ConnectionPool[psycopg.Connection[Row]]:
             pool: ConnectionPool[psycopg.Connection[Row]] = ConnectionPool(
-                self.url, min_size=1, max_size=_POOL_SIZE, open=False, timeout=10,
+                self.url,
+                min_size=1,
+                max_size=_POOL_SIZE,
+                open=False,
+                timeout=10,
                 kwargs={"row_factory": dict_row},
             )
             pool.open(wait=True, timeout=10)

@@ -11,6 +11,7 @@ on SQLite.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import sqlite3
@@ -67,8 +68,10 @@ class SqliteStore(SqlStore):
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._thread = threading.Thread(
-            target=self._main, args=(ready, asyncio.get_running_loop()),
-            name="mailsms-sqlite", daemon=True,
+            target=self._main,
+            args=(ready, asyncio.get_running_loop()),
+            name="mailsms-sqlite",
+            daemon=True,
         )
         self._thread.start()
         await ready
@@ -93,7 +96,9 @@ class SqliteStore(SqlStore):
         try:
             conn = self._connect()
         except Exception as exc:  # reported to open(), which raises it
-            loop.call_soon_threadsafe(_settle, ready, None, StoreError(f"cannot open {self.path}: {exc}"))
+            loop.call_soon_threadsafe(
+                _settle, ready, None, StoreError(f"cannot open {self.path}: {exc}")
+            )
             return
         loop.call_soon_threadsafe(_settle, ready, None, None)
         tx = _SqliteTx(conn, self.sql)
@@ -144,7 +149,9 @@ class SqliteStore(SqlStore):
             loop.call_soon_threadsafe(_settle, fut, value, error)
 
 
-def _in_savepoint(conn: sqlite3.Connection, tx: _SqliteTx, fn: Callable[[Tx], Any]) -> tuple[Any, BaseException | None]:
+def _in_savepoint(
+    conn: sqlite3.Connection, tx: _SqliteTx, fn: Callable[[Tx], Any]
+) -> tuple[Any, BaseException | None]:
     """Run one operation so that its failure undoes only its own writes."""
     conn.execute("SAVEPOINT op")
     try:
@@ -158,10 +165,8 @@ def _in_savepoint(conn: sqlite3.Connection, tx: _SqliteTx, fn: Callable[[Tx], An
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
-    try:
+    with contextlib.suppress(sqlite3.Error):  # nothing to roll back is fine
         conn.execute("ROLLBACK")
-    except sqlite3.Error:
-        pass
 
 
 def _settle(fut: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
@@ -194,7 +199,9 @@ def _migrate(conn: sqlite3.Connection) -> None:
         except sqlite3.Error:
             _rollback(conn)
             raise
-        log.info("applied migration", extra={"event": "migration", "version": version, "migration": name})
+        log.info(
+            "applied migration", extra={"event": "migration", "version": version, "migration": name}
+        )
 
 
 def _statements(sql: str) -> list[str]:

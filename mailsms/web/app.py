@@ -90,21 +90,30 @@ def _authorised(request: web.Request) -> bool:
 
 async def post_message(request: web.Request) -> web.Response:
     if not _authorised(request):
-        return error(401, "unauthorized", "a valid 'Authorization: Bearer <http.api_token>' is required")
+        return error(
+            401, "unauthorized", "a valid 'Authorization: Bearer <http.api_token>' is required"
+        )
     try:
         body = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
         return error(400, "invalid_json", "the body must be a JSON object")
-    if not isinstance(body, dict) or not isinstance(body.get("to"), str) or not isinstance(body.get("text"), str):
+    if (
+        not isinstance(body, dict)
+        or not isinstance(body.get("to"), str)
+        or not isinstance(body.get("text"), str)
+    ):
         return error(422, "invalid_request", "'to' and 'text' are required strings")
     gw = request.app[GATEWAY]
     settings = gw.settings
     try:
-        rcpt = parse_recipient(f"{body['to']}@{settings.gateway.domain}", settings.gateway.all_domains,
-                               settings.gateway.default_region)
+        rcpt = parse_recipient(
+            f"{body['to']}@{settings.gateway.domain}",
+            settings.gateway.all_domains,
+            settings.gateway.default_region,
+        )
     except AddressError:
         return error(422, "invalid_number", f"{body['to']!r} is not a valid phone number")
-    refusal = gw.intake.destinations.check(rcpt)
+    refusal = await gw.intake.check_number(rcpt, "api")
     if refusal is not None:
         return _refused(refusal)
     carrier = body.get("carrier")
@@ -126,7 +135,9 @@ def _refused(refusal: Refusal) -> web.Response:
 
 async def get_message(request: web.Request) -> web.Response:
     if not _authorised(request):
-        return error(401, "unauthorized", "a valid 'Authorization: Bearer <http.api_token>' is required")
+        return error(
+            401, "unauthorized", "a valid 'Authorization: Bearer <http.api_token>' is required"
+        )
     message = await request.app[GATEWAY].store.get(request.match_info["id"])
     if message is None:
         return error(404, "not_found", "no such message")
@@ -136,14 +147,35 @@ async def get_message(request: web.Request) -> web.Response:
 def message_json(m: Message) -> dict[str, Any]:
     """The public JSON shape of a message (also ``mailsms messages show --json``)."""
     return {
-        "id": m.id, "state": m.state.value, "to": m.to, "from": m.source_addr, "text": m.text,
-        "encoding": m.encoding, "segments": m.segments, "carrier": m.carrier, "origin": m.origin,
-        "sender": m.sender, "subject": m.subject, "attempts": m.attempts,
-        "created_at": m.created_at, "updated_at": m.updated_at, "expires_at": m.expires_at,
+        "id": m.id,
+        "state": m.state.value,
+        "to": m.to,
+        "from": m.source_addr,
+        "text": m.text,
+        "encoding": m.encoding,
+        "segments": m.segments,
+        "carrier": m.carrier,
+        "origin": m.origin,
+        "sender": m.sender,
+        "subject": m.subject,
+        "attempts": m.attempts,
+        "created_at": m.created_at,
+        "updated_at": m.updated_at,
+        "expires_at": m.expires_at,
         "last_error": m.last_error,
-        "parts": [{"seq": p.seq, "text": p.text, "udh": p.udh.hex(), "size": p.size,
-                   "state": p.state.value, "carrier_id": p.carrier_id, "error": p.error}
-                  for p in m.parts],
-        "events": [{"at": e.at, "state": e.state, "reason": e.reason, "source": e.source}
-                   for e in m.events],
+        "parts": [
+            {
+                "seq": p.seq,
+                "text": p.text,
+                "udh": p.udh.hex(),
+                "size": p.size,
+                "state": p.state.value,
+                "carrier_id": p.carrier_id,
+                "error": p.error,
+            }
+            for p in m.parts
+        ],
+        "events": [
+            {"at": e.at, "state": e.state, "reason": e.reason, "source": e.source} for e in m.events
+        ],
     }

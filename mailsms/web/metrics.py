@@ -17,12 +17,16 @@ class Metrics:
             "mailsms_messages_submitted", "Messages accepted by a carrier", ["carrier"], registry=r
         )
         self.failed = Counter(
-            "mailsms_messages_failed", "Messages that ended failed or expired",
-            ["carrier", "state"], registry=r,
+            "mailsms_messages_failed",
+            "Messages that ended failed or expired",
+            ["carrier", "state"],
+            registry=r,
         )
         self.retried = Counter(
-            "mailsms_submit_retries", "Temporary submit failures scheduled for retry",
-            ["carrier"], registry=r,
+            "mailsms_submit_retries",
+            "Temporary submit failures scheduled for retry",
+            ["carrier"],
+            registry=r,
         )
         self.smtp_replies = Counter(
             "mailsms_smtp_replies", "SMTP/LMTP replies sent, by code", ["code"], registry=r
@@ -31,8 +35,10 @@ class Metrics:
             "mailsms_queue_depth", "Messages in the store, by state", ["state"], registry=r
         )
         self.submit_latency = Histogram(
-            "mailsms_accept_to_submit_seconds", "Time from acceptance to carrier submit",
-            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 1, 5, 30, 300, 3600), registry=r,
+            "mailsms_accept_to_submit_seconds",
+            "Time from acceptance to carrier submit",
+            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 1, 5, 30, 300, 3600),
+            registry=r,
         )
 
     def render(self) -> bytes:

@@ -118,3 +118,15 @@ VALUES (:id, :carrier, :carrier_id, :sender, :recipient, :text, :segments, :inco
 
 -- name: list_inbound
 SELECT * FROM inbound ORDER BY id DESC LIMIT :limit;
+
+-- name: find_optout
+SELECT number, at, source FROM optouts WHERE number = :number;
+
+-- name: delete_optout
+DELETE FROM optouts WHERE number = :number;
+
+-- name: insert_optout
+INSERT INTO optouts (number, at, source) VALUES (:number, :at, :source);
+
+-- name: list_optouts
+SELECT number, at, source FROM optouts ORDER BY at DESC;

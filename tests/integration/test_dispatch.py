@@ -1,0 +1,176 @@
+"""The dispatcher with the scriptable fake carrier: retries, backoff, expiry, limits, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from mailsms.address import parse_recipient
+from mailsms.app import Gateway
+from mailsms.carriers.fake import FakeCarrier
+from mailsms.model import State
+from tests.conftest import GatewayFactory
+from tests.helpers import settled, until
+
+UK = "+447700900123"
+
+
+async def queue(gw: Gateway, text: str = "hello", to: str = UK) -> str:
+    rcpt = parse_recipient(f"{to}@sms.example.test", gw.intake.domains, "GB")
+    accepted = await gw.intake.accept_text(text, "test", [rcpt], "test")
+    return accepted.ids[0]
+
+
+def fake(gw: Gateway, name: str = "fake") -> FakeCarrier:
+    carrier = gw.carriers[name]
+    assert isinstance(carrier, FakeCarrier)
+    return carrier
+
+
+async def test_temporary_failures_are_retried_with_backoff(gateway: Gateway) -> None:
+    fake(gateway).script("temporary", "temporary")
+    id = await queue(gateway)
+    m = await settled(gateway, id)
+    assert m.state is State.DELIVERED and m.attempts == 3
+    retries = [e for e in m.events if e.state == "queued" and e.reason.startswith("retry at")]
+    assert len(retries) == 2
+    # Backoff grows: each retry is scheduled after the previous one's delay.
+    claims = [e.at for e in m.events if e.state == "submitting"]
+    assert claims[2] - claims[1] >= (claims[1] - claims[0]) * 0.5
+
+
+async def test_permanent_failure_ends_failed_without_retry(gateway: Gateway) -> None:
+    fake(gateway).script("permanent")
+    m = await settled(gateway, await queue(gateway))
+    assert m.state is State.FAILED and m.attempts == 1
+    assert m.last_error is not None and "fake-perm" in m.last_error
+    assert fake(gateway).attempts == 1
+
+
+async def test_gives_up_after_max_attempts(gateway_factory: GatewayFactory) -> None:
+    gw = await gateway_factory(dispatch={"max_attempts": 3})
+    fake(gw).script(*["temporary"] * 10)
+    m = await settled(gw, await queue(gw))
+    assert m.state is State.FAILED and m.attempts == 3
+    assert m.last_error is not None and "gave up after 3 attempts" in m.last_error
+
+
+async def test_expires_at_max_age(gateway_factory: GatewayFactory) -> None:
+    gw = await gateway_factory(
+        dispatch={
+            "max_age": "300ms",
+            "backoff_initial": "200ms",
+            "backoff_max": "200ms",
+            "max_attempts": 100,
+        }
+    )
+    fake(gw).script(*["temporary"] * 100)
+    m = await settled(gw, await queue(gw))
+    assert m.state is State.EXPIRED
+    assert m.events[-1].state == "expired"
+
+
+async def test_a_crashed_workers_lease_is_reclaimed(gateway_factory: GatewayFactory) -> None:
+    gw = await gateway_factory(dispatch={"lease": "300ms"})
+    await gw.dispatcher.stop()  # this gateway's dispatcher plays dead
+    id = await queue(gw)
+    [claimed] = await gw.store.claim("crashed-process", 1, 0.3, time.time())
+    assert claimed.id == id
+    other = await gateway_factory(store={"url": gw.settings.store.url})
+    m = await settled(other, id)
+    assert m.state is State.DELIVERED and m.attempts == 2
+    assert fake(other).submitted[0].attempt == 2
+
+
+async def test_per_carrier_concurrency_is_enforced(gateway_factory: GatewayFactory) -> None:
+    gw = await gateway_factory(
+        carrier=[{"name": "fake", "type": "fake", "concurrency": 3, "latency": "20ms"}]
+    )
+    ids = [await queue(gw, f"m{i}") for i in range(12)]
+    for id in ids:
+        await settled(gw, id)
+    assert fake(gw).max_in_flight == 3
+
+
+async def test_rate_limit_spaces_submits(gateway_factory: GatewayFactory) -> None:
+    gw = await gateway_factory(carrier=[{"name": "fake", "type": "fake", "max_rate": 20}])
+    ids = [await queue(gw, f"m{i}") for i in range(30)]
+    start = time.monotonic()
+    for id in ids:
+        await settled(gw, id)
+    # 30 submits at 20/s: the leaky bucket lets a burst of 20 through, then 10 more take
+    # about half a second. Measured as a lower bound only (a slow machine passes too).
+    assert time.monotonic() - start >= 0.4
+
+
+async def test_failover_to_the_next_carrier(gateway_factory: GatewayFactory) -> None:
+    gw = await gateway_factory(
+        carrier=[
+            {"name": "primary", "type": "fake", "temporary_failures": 1},
+            {"name": "backup", "type": "fake"},
+        ]
+    )
+    m = await settled(gw, await queue(gw))
+    assert m.state is State.DELIVERED and m.carrier == "backup"
+    assert fake(gw, "primary").attempts == 1 and len(fake(gw, "backup").submitted) == 1
+
+
+async def test_prefix_routing(gateway_factory: GatewayFactory) -> None:
+    gw = await gateway_factory(
+        carrier=[
+            {"name": "us", "type": "fake", "prefixes": ["+1"]},
+            {"name": "uk", "type": "fake", "prefixes": ["+44"]},
+        ]
+    )
+    m = await settled(gw, await queue(gw))
+    assert m.carrier == "uk"
+
+
+async def test_carrier_from_is_the_default_source_address(gateway_factory: GatewayFactory) -> None:
+    gw = await gateway_factory(carrier=[{"name": "fake", "type": "fake", "from": "ACME"}])
+    await settled(gw, await queue(gw))
+    assert fake(gw).submitted[0].source_addr == "ACME"
+
+
+async def test_carrier_without_final_delivery_leaves_message_submitted_until_a_report(
+    gateway_factory: GatewayFactory,
+) -> None:
+    from mailsms.carriers.base import DeliveryReport, ReportStatus
+
+    gw = await gateway_factory(carrier=[{"name": "fake", "type": "fake", "report": "none"}])
+    id = await queue(gw, "x" * 200)
+
+    async def submitted() -> bool:
+        m = await gw.store.get(id)
+        return m is not None and m.state is State.SUBMITTED
+
+    await until(gw, submitted)
+    m = await gw.store.get(id)
+    assert m is not None
+    hooks = fake(gw).hooks
+    assert hooks is not None
+    for part in m.parts:
+        assert part.carrier_id is not None
+        await hooks.delivery_report(DeliveryReport("fake", part.carrier_id, ReportStatus.DELIVERED))
+    m = await gw.store.get(id)
+    assert m is not None and m.state is State.DELIVERED
+
+
+async def test_shutdown_releases_unsent_work(gateway_factory: GatewayFactory) -> None:
+    gw = await gateway_factory(
+        carrier=[{"name": "fake", "type": "fake", "latency": "30s", "concurrency": 2}],
+        dispatch={"shutdown_grace": "50ms"},
+    )
+    ids = [await queue(gw) for _ in range(2)]
+
+    async with asyncio.timeout(5):
+        await fake(gw).wait_in_flight(2)
+    await gw.stop()
+    await gw.store.open()
+    try:
+        for id in ids:
+            m = await gw.store.get(id)
+            assert m is not None and m.state is State.QUEUED and m.attempts == 0
+            assert m.events[-1].reason == "released at shutdown"
+    finally:
+        await gw.store.close()

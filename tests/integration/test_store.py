@@ -1,0 +1,214 @@
+"""One behaviour suite, run on both stores: SQLite and the real PostgreSQL server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from mailsms.carriers.base import InboundSms
+from mailsms.model import NewMessage, PartSpec, PartState, State, new_id
+from mailsms.store import SqlStore, open_store
+
+T0 = 1_800_000_000.0
+
+
+def msg(to: str = "+447700900123", parts: int = 1, **kw: object) -> NewMessage:
+    specs = tuple(
+        PartSpec(i, f"part {i}", b"\x05\x00\x03\x01" + bytes([parts, i]), b"p", 6)
+        for i in range(1, parts + 1)
+    )
+    return NewMessage(
+        id=new_id(),
+        to=to,
+        text="hello",
+        encoding="gsm7",
+        parts=specs,
+        sender="ops@example.test",
+        expires_at=T0 + 3600,
+        **kw,
+    )  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[SqlStore]:
+    s = open_store(store_url)
+    await s.open()
+    yield s
+    await s.close()
+
+
+async def test_enqueue_then_get_round_trips_every_field(store: SqlStore) -> None:
+    m = msg(parts=2, subject="Disk full", mail_message_id="<a@b>", original_recipient="x@y")
+    await store.enqueue([m], T0)
+    got = await store.get(m.id)
+    assert got is not None
+    assert (got.state, got.to, got.segments, got.subject, got.mail_message_id) == (
+        State.QUEUED,
+        m.to,
+        2,
+        "Disk full",
+        "<a@b>",
+    )
+    assert [p.udh for p in got.parts] == [p.udh for p in m.parts]
+    assert all(p.state is PartState.PENDING for p in got.parts)
+    assert [(e.state, e.source) for e in got.events] == [("queued", "smtp")]
+
+
+async def test_claim_leases_due_messages_once(store: SqlStore) -> None:
+    a, b = msg(), msg()
+    await store.enqueue([a, b], T0)
+    first = await store.claim("w1", 10, 60, T0)
+    assert {m.id for m in first} == {a.id, b.id}
+    assert all(m.state is State.SUBMITTING and m.attempts == 1 for m in first)
+    assert await store.claim("w2", 10, 60, T0 + 1) == []
+
+
+async def test_expired_lease_is_reclaimed_and_old_owner_loses(store: SqlStore) -> None:
+    m = msg()
+    await store.enqueue([m], T0)
+    await store.claim("crashed", 10, 60, T0)
+    again = await store.claim("w2", 10, 60, T0 + 61)
+    assert [x.id for x in again] == [m.id] and again[0].attempts == 2
+    assert not await store.mark_submitted(m.id, "crashed", "c", ["x"], False, T0 + 62)
+    assert await store.mark_submitted(m.id, "w2", "c", ["y"], False, T0 + 62)
+
+
+async def test_claim_respects_limit_and_due_time(store: SqlStore) -> None:
+    await store.enqueue([msg() for _ in range(5)], T0)
+    assert len(await store.claim("w", 3, 60, T0)) == 3
+    assert await store.claim("w", 10, 60, T0 - 1) == []
+
+
+async def test_submitted_then_reports_make_it_delivered_only_when_all_parts_are(
+    store: SqlStore,
+) -> None:
+    m = msg(parts=2)
+    await store.enqueue([m], T0)
+    await store.claim("w", 1, 60, T0)
+    assert await store.mark_submitted(m.id, "w", "smsc", ["id1", "id2"], False, T0 + 1)
+    assert (
+        await store.delivery_report("smsc", "id1", PartState.DELIVERED, "", "dlr", T0 + 2) == m.id
+    )
+    got = await store.get(m.id)
+    assert got is not None and got.state is State.SUBMITTED
+    await store.delivery_report("smsc", "id2", PartState.DELIVERED, "", "dlr", T0 + 3)
+    got = await store.get(m.id)
+    assert got is not None and got.state is State.DELIVERED
+    assert [p.carrier_id for p in got.parts] == ["id1", "id2"]
+
+
+async def test_one_failed_part_fails_the_message(store: SqlStore) -> None:
+    m = msg(parts=2)
+    await store.enqueue([m], T0)
+    await store.claim("w", 1, 60, T0)
+    await store.mark_submitted(m.id, "w", "smsc", ["a", "b"], False, T0)
+    await store.delivery_report("smsc", "b", PartState.FAILED, "err 001", "dlr", T0 + 1)
+    got = await store.get(m.id)
+    assert got is not None and got.state is State.FAILED and got.last_error == "err 001"
+
+
+async def test_report_for_unknown_id_changes_nothing(store: SqlStore) -> None:
+    assert await store.delivery_report("smsc", "nope", PartState.DELIVERED, "", "dlr", T0) is None
+
+
+async def test_retry_schedules_and_finish_is_terminal(store: SqlStore) -> None:
+    m = msg()
+    await store.enqueue([m], T0)
+    await store.claim("w", 1, 60, T0)
+    assert await store.mark_retry(m.id, "w", T0 + 30, "throttled", T0)
+    assert await store.claim("w", 1, 60, T0 + 29) == []
+    assert [x.id for x in await store.claim("w", 1, 60, T0 + 30)] == [m.id]
+    assert await store.finish(m.id, "w", State.EXPIRED, "max age", T0 + 31)
+    got = await store.get(m.id)
+    assert got is not None and got.state is State.EXPIRED
+    assert [e.state for e in got.events] == [
+        "queued",
+        "submitting",
+        "queued",
+        "submitting",
+        "expired",
+    ]
+    assert all(p.state is PartState.EXPIRED for p in got.parts)
+
+
+async def test_operator_cancel_and_retry(store: SqlStore) -> None:
+    m = msg()
+    await store.enqueue([m], T0)
+    assert await store.cancel(m.id, T0)
+    assert not await store.cancel(m.id, T0)
+    assert await store.retry(m.id, T0 + 3600, T0 + 1)
+    got = await store.get(m.id)
+    assert got is not None and got.state is State.QUEUED and got.attempts == 0
+    assert not await store.retry(m.id, T0 + 3600, T0 + 1)  # only failed/expired/cancelled
+
+
+async def test_release_returns_a_claim_without_counting_the_attempt(store: SqlStore) -> None:
+    m = msg()
+    await store.enqueue([m], T0)
+    await store.claim("w", 1, 60, T0)
+    assert await store.release(m.id, "w", T0)
+    [again] = await store.claim("w", 1, 60, T0)
+    assert again.attempts == 1
+
+
+async def test_queue_depth_and_next_wakeup(store: SqlStore) -> None:
+    assert await store.next_wakeup() is None
+    a, b = msg(), msg()
+    await store.enqueue([a, b], T0)
+    await store.claim("w", 1, 60, T0)
+    assert await store.queue_depth() == {"queued": 1, "submitting": 1}
+    assert await store.next_wakeup() == T0
+
+
+async def test_concurrent_enqueues_all_commit(store: SqlStore) -> None:
+    batches = [[msg(), msg()] for _ in range(50)]
+    await asyncio.gather(*(store.enqueue(b, T0) for b in batches))
+    assert (await store.queue_depth())["queued"] == 100
+
+
+async def test_a_failing_operation_does_not_sink_its_batch_neighbours(store: SqlStore) -> None:
+    dup = msg()
+    await store.enqueue([dup], T0)
+    good = msg()
+    results = await asyncio.gather(
+        store.enqueue([dup], T0), store.enqueue([good], T0), return_exceptions=True
+    )
+    assert isinstance(results[0], Exception) and results[1] is None
+    assert await store.get(good.id) is not None
+
+
+async def test_inbound_is_stored_once_per_carrier_id(store: SqlStore) -> None:
+    sms = InboundSms(
+        carrier="c", carrier_id="SM1", from_="+447700900123", to="+447700900999", text="hi"
+    )
+    first = await store.record_inbound(sms, T0)
+    second = await store.record_inbound(sms, T0 + 1)
+    assert first[1] is True and second == (first[0], False)
+    assert [r["text"] for r in await store.list_inbound()] == ["hi"]
+
+
+async def test_migrations_are_idempotent(store_url: str) -> None:
+    for _ in range(2):
+        s = open_store(store_url)
+        await s.open()
+        await s.ping()
+        await s.close()
+
+
+@pytest.mark.postgres
+async def test_postgres_concurrent_claims_never_share_a_message(pg_url: str) -> None:
+    stores = [open_store(pg_url) for _ in range(3)]
+    for s in stores:
+        await s.open()
+    try:
+        await stores[0].enqueue([msg() for _ in range(60)], T0)
+        claims = await asyncio.gather(
+            *(s.claim(f"w{i}-{j}", 5, 60, T0) for j in range(6) for i, s in enumerate(stores))
+        )
+        ids = [m.id for batch in claims for m in batch]
+        assert len(ids) == len(set(ids)) == 60
+    finally:
+        for s in stores:
+            await s.close()

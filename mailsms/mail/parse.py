@@ -172,9 +172,11 @@ def _message_id(value: str | None) -> str | None:
 
 
 def _is_auto_generated(raw: dict[str, str], content_type: str) -> bool:
-    """Mail that must never turn into an SMS answer loop (RFC 3834 and common practice)."""
+    """Mail that must never turn into an SMS answer loop (RFC 3834 and common practice):
+    auto-replies and delivery reports. ``Auto-Submitted: auto-generated`` is *not* one: it is
+    what monitoring alerts (Alertmanager, Zabbix...) carry, and texting them is the point."""
     auto_submitted = _COMMENT.sub("", raw.get("auto-submitted", "").split(";")[0]).strip().lower()
-    if auto_submitted and auto_submitted != "no":
+    if auto_submitted and auto_submitted not in ("no", "auto-generated"):
         return True
     if "x-autoreply" in raw or "x-autorespond" in raw:
         return True

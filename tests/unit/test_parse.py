@@ -77,7 +77,7 @@ def test_missing_headers_are_none() -> None:
 @pytest.mark.parametrize(
     ("header", "auto"),
     [
-        ("Auto-Submitted: auto-generated", True),
+        ("Auto-Submitted: auto-generated", False),  # alerts: texting them is the point
         ("Auto-Submitted: auto-replied; owner-email=x@example.com", True),
         ("Auto-Submitted: no", False),
         ("Auto-Submitted: No (comment)", False),

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from aiolimiter import AsyncLimiter
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from mailsms.carriers.base import (
     Carrier,
@@ -35,6 +35,7 @@ from mailsms.carriers.base import (
     OutboundSms,
     Submitted,
 )
+from mailsms.duration import Duration
 from mailsms.errors import ConfigError, TemporaryFailure
 from mailsms.model import PartSpec, new_id
 from mailsms.sms.reassemble import (
@@ -84,11 +85,11 @@ class SmppSettings(CarrierSettings):
     window: int = Field(default=10, ge=1, le=1000, description="outstanding submits per bind")
     tls: bool = False
     tls_verify: bool = True
-    enquire_link_interval: float = Field(default=30.0, gt=0)
-    request_timeout: float = Field(default=10.0, gt=0)
-    connect_timeout: float = Field(default=10.0, gt=0)
-    reconnect_min: float = Field(default=1.0, gt=0)
-    reconnect_max: float = Field(default=60.0, gt=0)
+    enquire_link_interval: Duration = Field(default=30.0, gt=0)
+    request_timeout: Duration = Field(default=10.0, gt=0)
+    connect_timeout: Duration = Field(default=10.0, gt=0)
+    reconnect_min: Duration = Field(default=1.0, gt=0)
+    reconnect_max: Duration = Field(default=60.0, gt=0)
     service_type: str = Field(default="", max_length=5)
     source_ton: int | None = Field(default=None, ge=0, le=255, description="None: detect")
     source_npi: int | None = Field(default=None, ge=0, le=255, description="None: detect")
@@ -102,8 +103,19 @@ class SmppSettings(CarrierSettings):
     default_alphabet: Literal["gsm", "ascii", "latin1"] = Field(
         default="gsm", description="how inbound data_coding 0 is read"
     )
-    reassembly_timeout: float = Field(default=300.0, gt=0)
+    reassembly_timeout: Duration = Field(default=300.0, gt=0)
     status_overrides: dict[int, Literal["temporary", "permanent"]] = Field(default_factory=dict)
+
+    @field_validator("status_overrides", mode="before")
+    @classmethod
+    def _status_keys(cls, value: object) -> object:
+        """TOML keys are strings: accept ``0x58`` as well as ``88`` for a command_status."""
+        if isinstance(value, dict):
+            try:
+                return {int(k, 0) if isinstance(k, str) else k: v for k, v in value.items()}
+            except ValueError:
+                raise ValueError("keys must be command_status numbers, e.g. 0x58 or 88") from None
+        return value
 
 
 def source_address(addr: str, ton: int | None, npi: int | None) -> tuple[str, int, int]:

@@ -68,7 +68,10 @@ class Dispatcher:
             settings.max_attempts, settings.backoff_initial, settings.backoff_max
         )
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
-        self.capacity = max(1, sum(c.settings.concurrency for c in carriers.values()))
+        # Claim ahead of the carriers' slots (tasks wait on each carrier's semaphore): one
+        # claim then feeds several rounds of submits, so under intake load the dispatcher
+        # needs fewer trips through the store's commit queue.
+        self.capacity = 4 * max(1, sum(c.settings.concurrency for c in carriers.values()))
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = False

@@ -44,7 +44,7 @@ class _Counting:
             status = _ENHANCED.get(status, status)
             if self.metrics is not None:
                 for line in status.split("\r\n"):
-                    self.metrics.smtp_replies.labels(code=line[:3]).inc()
+                    self.metrics.smtp_reply(line[:3])
         await super().push(status)  # type: ignore[misc]
 
 

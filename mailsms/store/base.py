@@ -37,6 +37,8 @@ class Tx(Protocol):
 
     def execute(self, name: str, params: dict[str, Any]) -> int: ...
 
+    def executemany(self, name: str, params: Sequence[dict[str, Any]]) -> None: ...
+
     def fetchall(self, name: str, params: dict[str, Any]) -> list[Row]: ...
 
 
@@ -109,8 +111,20 @@ class SqlStore(abc.ABC):
         """Finish pending operations and release connections."""
 
     @abc.abstractmethod
-    async def _run(self, fn: Callable[[Tx], T]) -> T:
-        """Run ``fn`` in a transaction and return its result after the commit."""
+    async def _run(self, fn: Callable[[Tx], T], durable: bool = True) -> T:
+        """Run ``fn`` in a transaction and return its result after the commit.
+
+        ``durable=False`` is for the dispatcher's own bookkeeping (claims, submit results,
+        retries): it must survive a process crash, which it does, but need not survive a
+        power cut, where losing it only means a message is submitted again (at least once,
+        as after any crash). Engines may then skip the fsync (SQLite ``synchronous =
+        NORMAL``, PostgreSQL ``synchronous_commit = off``). Everything acknowledged to a
+        client (SMTP 250, a webhook 2xx, a delivery report) stays durable.
+        """
+
+    async def _read(self, fn: Callable[[Tx], T]) -> T:
+        """Run a small, indexed read. Engines may answer it without queueing behind writes."""
+        return await self._run(fn)
 
     async def ping(self) -> None:
         await self._run(lambda tx: tx.fetchall("ping", {}))
@@ -128,14 +142,33 @@ class SqlStore(abc.ABC):
                 "claim",
                 {"owner": owner, "limit": limit, "lease_expires_at": now + lease, "now": now},
             )
-            out = []
-            for row in rows:
-                reason = f"attempt {row['attempts']} claimed by {owner}"
-                _event(tx, row["id"], State.SUBMITTING, reason, now)
-                out.append(_message(row, _parts(tx, row["id"])))
-            return out
+            if not rows:
+                return []
+            parts = self._parts_of(tx, [r["id"] for r in rows])
+            tx.executemany(
+                "insert_event",
+                [
+                    {
+                        "message_id": r["id"],
+                        "at": now,
+                        "state": State.SUBMITTING.value,
+                        "reason": f"attempt {r['attempts']} claimed by {owner}",
+                        "source": "gateway",
+                    }
+                    for r in rows
+                ],
+            )
+            return [_message(row, parts.get(row["id"], ())) for row in rows]
 
-        return await self._run(op)
+        return await self._run(op, durable=False)
+
+    def _parts_of(self, tx: Tx, ids: list[str]) -> dict[str, tuple[Part, ...]]:
+        """The parts of several messages in one query."""
+        param: object = json.dumps(ids) if self.dialect == "sqlite" else ids
+        grouped: dict[str, list[Part]] = {}
+        for r in tx.fetchall("get_parts_many", {"ids": param}):
+            grouped.setdefault(r["message_id"], []).append(_part(r))
+        return {k: tuple(v) for k, v in grouped.items()}
 
     async def mark_submitted(
         self,
@@ -148,31 +181,33 @@ class SqlStore(abc.ABC):
     ) -> bool:
         def op(tx: Tx) -> bool:
             p = {"id": id, "owner": owner, "carrier": carrier, "now": now}
+            if delivered:
+                return _delivered_on_submit(tx, p, carrier_ids)
             if not tx.execute("mark_submitted", p):
                 return False
-            for seq, cid in enumerate(carrier_ids, start=1):
-                tx.execute(
-                    "mark_part_submitted",
-                    {"message_id": id, "seq": seq, "carrier_id": cid, "now": now},
-                )
-                if cid:
-                    tx.execute("delete_carrier_id", {"carrier": carrier, "carrier_id": cid})
-                    tx.execute(
-                        "insert_carrier_id",
-                        {
-                            "carrier": carrier,
-                            "carrier_id": cid,
-                            "message_id": id,
-                            "seq": seq,
-                            "now": now,
-                        },
-                    )
+            ids = list(enumerate(carrier_ids, start=1))
+            tx.executemany(
+                "mark_part_submitted",
+                [{"message_id": id, "seq": seq, "carrier_id": cid, "now": now} for seq, cid in ids],
+            )
+            tx.executemany(  # delivery reports find their part by carrier id
+                "insert_carrier_id",
+                [
+                    {
+                        "carrier": carrier,
+                        "carrier_id": cid,
+                        "message_id": id,
+                        "seq": seq,
+                        "now": now,
+                    }
+                    for seq, cid in ids
+                    if cid
+                ],
+            )
             _event(tx, id, State.SUBMITTED, f"accepted by {carrier}", now, carrier)
-            if delivered:
-                _finish_submitted(tx, id, State.DELIVERED, f"delivered by {carrier}", now, carrier)
             return True
 
-        return await self._run(op)
+        return await self._run(op, durable=False)
 
     async def mark_retry(
         self, id: str, owner: str, next_attempt_at: float, reason: str, now: float
@@ -190,7 +225,7 @@ class SqlStore(abc.ABC):
             _event(tx, id, State.QUEUED, f"retry at {next_attempt_at:.0f}: {reason}", now)
             return True
 
-        return await self._run(op)
+        return await self._run(op, durable=False)
 
     async def finish(
         self,
@@ -216,7 +251,7 @@ class SqlStore(abc.ABC):
             _event(tx, id, state, reason, now, carrier or "gateway")
             return True
 
-        return await self._run(op)
+        return await self._run(op, durable=False)
 
     async def release(self, id: str, owner: str, now: float) -> bool:
         def op(tx: Tx) -> bool:
@@ -225,7 +260,7 @@ class SqlStore(abc.ABC):
             _event(tx, id, State.QUEUED, "released at shutdown", now)
             return True
 
-        return await self._run(op)
+        return await self._run(op, durable=False)
 
     async def get(self, id: str) -> Message | None:
         def op(tx: Tx) -> Message | None:
@@ -235,7 +270,7 @@ class SqlStore(abc.ABC):
             events = tuple(Event(**r) for r in tx.fetchall("get_events", {"id": id}))
             return _message(rows[0], _parts(tx, id), events)
 
-        return await self._run(op)
+        return await self._read(op)
 
     async def list_messages(self, state: State | None = None, limit: int = 50) -> list[Message]:
         def op(tx: Tx) -> list[Message]:
@@ -245,7 +280,7 @@ class SqlStore(abc.ABC):
                 rows = tx.fetchall("list_messages_in_state", {"limit": limit, "state": state})
             return [_message(r, ()) for r in rows]
 
-        return await self._run(op)
+        return await self._read(op)
 
     async def retry(self, id: str, expires_at: float, now: float) -> bool:
         def op(tx: Tx) -> bool:
@@ -340,7 +375,7 @@ class SqlStore(abc.ABC):
         return await self._run(op)
 
     async def opted_out(self, number: str) -> bool:
-        return bool(await self._run(lambda tx: tx.fetchall("find_optout", {"number": number})))
+        return bool(await self._read(lambda tx: tx.fetchall("find_optout", {"number": number})))
 
     async def set_opt_out(self, number: str, out: bool, source: str, now: float) -> bool:
         """Add (``out``) or remove a number from the opt-out list; True when it changed."""
@@ -356,10 +391,10 @@ class SqlStore(abc.ABC):
         return await self._run(op)
 
     async def list_opt_outs(self) -> list[Row]:
-        return await self._run(lambda tx: tx.fetchall("list_optouts", {}))
+        return await self._read(lambda tx: tx.fetchall("list_optouts", {}))
 
     async def list_inbound(self, limit: int = 50) -> list[Row]:
-        return await self._run(lambda tx: tx.fetchall("list_inbound", {"limit": limit}))
+        return await self._read(lambda tx: tx.fetchall("list_inbound", {"limit": limit}))
 
     async def queue_depth(self) -> dict[str, int]:
         rows = await self._run(lambda tx: tx.fetchall("queue_depth", {}))
@@ -373,7 +408,7 @@ class SqlStore(abc.ABC):
             found = [float(t) for t in times if t is not None]
             return min(found) if found else None
 
-        return await self._run(op)
+        return await self._read(op)
 
 
 def _message_state(part_states: set[str]) -> State | None:
@@ -409,9 +444,9 @@ def _insert(tx: Tx, msg: NewMessage, now: float) -> None:
             "expires_at": msg.expires_at,
         },
     )
-    for part in msg.parts:
-        tx.execute(
-            "insert_part",
+    tx.executemany(
+        "insert_part",
+        [
             {
                 "message_id": msg.id,
                 "seq": part.seq,
@@ -420,9 +455,43 @@ def _insert(tx: Tx, msg: NewMessage, now: float) -> None:
                 "payload": part.payload,
                 "size": part.size,
                 "now": now,
-            },
-        )
+            }
+            for part in msg.parts
+        ],
+    )
     _event(tx, msg.id, State.QUEUED, f"accepted from {msg.origin}", now, msg.origin)
+
+
+def _delivered_on_submit(tx: Tx, p: dict[str, Any], carrier_ids: Sequence[str | None]) -> bool:
+    """A carrier that is the end of the line (console, file): submitted and delivered in
+    one step, without carrier-id rows (no report will ever look them up)."""
+    if not tx.execute("mark_delivered_on_submit", p):
+        return False
+    tx.executemany(
+        "mark_part_delivered",
+        [
+            {"message_id": p["id"], "seq": seq, "carrier_id": cid, "now": p["now"]}
+            for seq, cid in enumerate(carrier_ids, start=1)
+        ],
+    )
+    carrier = p["carrier"]
+    tx.executemany(
+        "insert_event",
+        [
+            {
+                "message_id": p["id"],
+                "at": p["now"],
+                "state": state,
+                "reason": reason,
+                "source": carrier,
+            }
+            for state, reason in (
+                (State.SUBMITTED.value, f"accepted by {carrier}"),
+                (State.DELIVERED.value, f"delivered by {carrier}"),
+            )
+        ],
+    )
+    return True
 
 
 def _event(tx: Tx, id: str, state: str, reason: str, at: float, source: str = "gateway") -> None:
@@ -453,20 +522,21 @@ def _finish_submitted(tx: Tx, id: str, state: State, reason: str, now: float, so
         _event(tx, id, state, reason, now, source)
 
 
-def _parts(tx: Tx, id: str) -> tuple[Part, ...]:
-    return tuple(
-        Part(
-            seq=r["seq"],
-            text=r["text"],
-            udh=bytes(r["udh"]),
-            payload=bytes(r["payload"]),
-            size=r["size"],
-            state=PartState(r["state"]),
-            carrier_id=r["carrier_id"],
-            error=r["error"],
-        )
-        for r in tx.fetchall("get_parts", {"id": id})
+def _part(r: Row) -> Part:
+    return Part(
+        seq=r["seq"],
+        text=r["text"],
+        udh=bytes(r["udh"]),
+        payload=bytes(r["payload"]),
+        size=r["size"],
+        state=PartState(r["state"]),
+        carrier_id=r["carrier_id"],
+        error=r["error"],
     )
+
+
+def _parts(tx: Tx, id: str) -> tuple[Part, ...]:
+    return tuple(_part(r) for r in tx.fetchall("get_parts", {"id": id}))
 
 
 def _message(row: Row, parts: tuple[Part, ...], events: tuple[Event, ...] = ()) -> Message:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -36,6 +36,11 @@ class _PgTx:
 
     def execute(self, name: str, params: dict[str, Any]) -> int:
         return self.conn.execute(self.sql[name].encode(), params).rowcount
+
+    def executemany(self, name: str, params: Sequence[dict[str, Any]]) -> None:
+        if params:
+            with self.conn.cursor() as cur:
+                cur.executemany(self.sql[name].encode(), params)
 
     def fetchall(self, name: str, params: dict[str, Any]) -> list[Row]:
         return self.conn.execute(self.sql[name].encode(), params).fetchall()
@@ -76,7 +81,7 @@ class PostgresStore(SqlStore):
             await asyncio.get_running_loop().run_in_executor(self._executor, pool.close)
         self._executor.shutdown(wait=True)
 
-    async def _run(self, fn: Callable[[Tx], T]) -> T:
+    async def _run(self, fn: Callable[[Tx], T], durable: bool = True) -> T:
         pool = self._pool
         if pool is None:
             raise StoreError("store is not open")
@@ -84,6 +89,8 @@ class PostgresStore(SqlStore):
         def work() -> T:
             try:
                 with pool.connection() as conn, conn.transaction():
+                    if not durable:
+                        conn.execute("SET LOCAL synchronous_commit = off")
                     return fn(_PgTx(conn, self.sql))
             except (psycopg.Error, PoolTimeout) as exc:
                 raise StoreError(f"PostgreSQL: {exc}") from None

@@ -41,5 +41,14 @@ class Metrics:
             registry=r,
         )
 
+        self._reply_counters: dict[str, Counter] = {}
+
+    def smtp_reply(self, code: str) -> None:
+        """Count one reply; the labelled child is cached (``labels()`` takes a lock)."""
+        child = self._reply_counters.get(code)
+        if child is None:
+            child = self._reply_counters[code] = self.smtp_replies.labels(code=code)
+        child.inc()
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -14,3 +14,6 @@ UPDATE messages AS m SET state = 'submitting', lease_owner = :owner,
     lease_expires_at = :lease_expires_at, attempts = m.attempts + 1, updated_at = :now
 FROM due WHERE m.id = due.id
 RETURNING m.*;
+
+-- name: get_parts_many
+SELECT * FROM parts WHERE message_id = ANY(:ids) ORDER BY message_id, seq;

@@ -37,16 +37,24 @@ UPDATE messages SET state = 'submitted', carrier = :carrier, updated_at = :now,
     lease_owner = NULL, lease_expires_at = NULL, last_error = NULL
 WHERE id = :id AND state = 'submitting' AND lease_owner = :owner;
 
+-- name: mark_delivered_on_submit
+UPDATE messages SET state = 'delivered', carrier = :carrier, updated_at = :now,
+    lease_owner = NULL, lease_expires_at = NULL, last_error = NULL
+WHERE id = :id AND state = 'submitting' AND lease_owner = :owner;
+
+-- name: mark_part_delivered
+UPDATE parts SET state = 'delivered', carrier_id = :carrier_id, updated_at = :now
+WHERE message_id = :message_id AND seq = :seq;
+
 -- name: mark_part_submitted
 UPDATE parts SET state = 'submitted', carrier_id = :carrier_id, updated_at = :now
 WHERE message_id = :message_id AND seq = :seq;
 
 -- name: insert_carrier_id
 INSERT INTO carrier_ids (carrier, carrier_id, message_id, seq, created_at)
-VALUES (:carrier, :carrier_id, :message_id, :seq, :now);
-
--- name: delete_carrier_id
-DELETE FROM carrier_ids WHERE carrier = :carrier AND carrier_id = :carrier_id;
+VALUES (:carrier, :carrier_id, :message_id, :seq, :now)
+ON CONFLICT (carrier, carrier_id) DO UPDATE
+SET message_id = excluded.message_id, seq = excluded.seq, created_at = excluded.created_at;
 
 -- name: mark_retry
 UPDATE messages SET state = 'queued', next_attempt_at = :next_attempt_at, updated_at = :now,

@@ -12,3 +12,7 @@ WHERE id IN (
     LIMIT :limit
 )
 RETURNING *;
+
+-- name: get_parts_many
+SELECT * FROM parts WHERE message_id IN (SELECT value FROM json_each(:ids))
+ORDER BY message_id, seq;

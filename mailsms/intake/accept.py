@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from mailsms.policy.destinations import DestinationRule
 from mailsms.policy.optout import OptOutRule
 from mailsms.policy.rate import SenderRateRule
 from mailsms.policy.senders import SenderRule
-from mailsms.sms.encode import Encoded, ReferenceCounter, SmsOptions, TooLong, plan
+from mailsms.sms.encode import Encoded, SmsOptions, TooLong, plan
 from mailsms.store.base import Store
 from mailsms.web.metrics import Metrics
 
@@ -76,7 +77,6 @@ class Intake:
         self.destinations = DestinationRule(settings.policy)
         self.optouts = OptOutRule(store)
         self.rate = SenderRateRule(settings.policy.sender_rate_limit, clock)
-        self.references = ReferenceCounter(settings.sms.reference_bits)
         self.sms_options = SmsOptions(
             transliterate=settings.sms.transliterate,
             shift_tables=settings.sms.shift_tables,
@@ -171,7 +171,7 @@ class Intake:
         now = self.clock()
         messages: list[NewMessage] = []
         for index, rcpt in enumerate(recipients):
-            for encoded in self._encode(text, rcpt.number):
+            for encoded in await self._encode(text, rcpt.number):
                 messages.append(
                     NewMessage(
                         id=new_id(),
@@ -212,9 +212,22 @@ class Intake:
             )
         return Accepted(tuple(m.id for m in messages))
 
-    def _encode(self, text: str, number: str) -> list[Encoded]:
+    async def _encode(self, text: str, number: str) -> list[Encoded]:
+        """Encode with the length policy; long messages get references from the store, so
+        they never repeat within 2**bits consecutive long messages to one number, whatever
+        restarts or other gateway processes happen in between."""
         try:
-            return plan(text, self.sms_options, self.references.next(number))
+            plans = plan(text, self.sms_options, 0)
+            if any(e.segments > 1 for e in plans):
+                modulus = 1 << self.sms_options.reference_bits
+                try:
+                    first = await self.store.allocate_references(
+                        number, len(plans), random.randrange(modulus)
+                    )
+                except StoreError:
+                    raise RefusedError(STORE_DOWN) from None
+                plans = plan(text, self.sms_options, first % modulus)
+            return plans
         except TooLong as exc:
             raise RefusedError(
                 Refusal(

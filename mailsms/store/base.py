@@ -88,6 +88,7 @@ class Store(Protocol):
     async def queue_depth(self) -> dict[str, int]: ...
     async def record_inbound(self, sms: InboundSms, now: float) -> tuple[str, bool]: ...
     async def opted_out(self, number: str) -> bool: ...
+    async def allocate_references(self, destination: str, count: int, start: int) -> int: ...
     async def set_opt_out(self, number: str, out: bool, source: str, now: float) -> bool: ...
     async def list_opt_outs(self) -> list[Row]: ...
     async def list_inbound(self, limit: int = 50) -> list[Row]: ...
@@ -389,6 +390,19 @@ class SqlStore(abc.ABC):
             return present != out
 
         return await self._run(op)
+
+    async def allocate_references(self, destination: str, count: int, start: int) -> int:
+        """The first of ``count`` consecutive concatenation references for ``destination``
+        (``start`` seeds a destination never seen). The caller reduces it modulo 2**bits."""
+
+        def op(tx: Tx) -> int:
+            rows = tx.fetchall(
+                "allocate_refs", {"destination": destination, "count": count, "start": start}
+            )
+            return int(rows[0]["next_ref"]) - count
+
+        # Not fsynced: after a power cut a reference may repeat once, harmlessly rare.
+        return await self._run(op, durable=False)
 
     async def list_opt_outs(self) -> list[Row]:
         return await self._read(lambda tx: tx.fetchall("list_optouts", {}))

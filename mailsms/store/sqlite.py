@@ -232,7 +232,7 @@ class SqliteStore(SqlStore):
         if self._wal_fd is None:
             self._wal_fd = os.open(self.path + "-wal", os.O_RDONLY | os.O_CREAT, 0o644)
             _fsync_dir(self.path)  # the WAL's directory entry, once
-        os.fsync(self._wal_fd)
+        os.fdatasync(self._wal_fd)  # data and the size needed to read it, as SQLite does
         now = time.monotonic()
         if now - self._last_checkpoint > _CHECKPOINT_INTERVAL:
             self._last_checkpoint = now

@@ -38,7 +38,9 @@ def sent(tmp_path: Path) -> dict[str, dict[str, object]]:
 
 
 @pytest.mark.parametrize("case", CASES)
-async def test_corpus_message_arrives_as_expected_sms(gw: Gateway, tmp_path: Path, case: str) -> None:
+async def test_corpus_message_arrives_as_expected_sms(
+    gw: Gateway, tmp_path: Path, case: str
+) -> None:
     raw = (CORPUS / f"{case}.eml").read_bytes()
     expected = (CORPUS / f"{case}.expected.txt").read_text(encoding="utf-8").strip()
     assert gw.listening.smtp is not None

@@ -174,3 +174,15 @@ async def test_shutdown_releases_unsent_work(gateway_factory: GatewayFactory) ->
             assert m.events[-1].reason == "released at shutdown"
     finally:
         await gw.store.close()
+
+
+async def test_long_messages_to_one_number_get_successive_references(gateway: Gateway) -> None:
+    from mailsms.sms.udh import parse_udh
+
+    refs = []
+    for _ in range(3):
+        m = await settled(gateway, await queue(gateway, "long " * 60))
+        concat = parse_udh(m.parts[0].udh).concat
+        assert concat is not None
+        refs.append(concat[0])
+    assert [(r - refs[0]) % 256 for r in refs] == [0, 1, 2]

@@ -65,19 +65,45 @@ def transact(port: int, data: bytes) -> int:
 
 
 def mime_shapes() -> st.SearchStrategy[bytes]:
-    header = st.sampled_from([
-        b"Content-Type: multipart/mixed; boundary=x", b"Content-Type: multipart/alternative",
-        b"Content-Type: text/plain; charset=bogus-8", b"Content-Transfer-Encoding: base64",
-        b"Content-Transfer-Encoding: quoted-printable", b"Subject: =?utf-8?B?////?=",
-        b"Content-Type: text/html", b"MIME-Version: 1.0", b"Auto-Submitted: auto-replied",
-    ])
-    body = st.lists(st.sampled_from([b"--x", b"--x--", b"hello", b"=C3=A9=", b"////", b"<p>hi",
-                                     b"Content-Type: text/plain", b"", b"\xff\xfe"]), max_size=12)
-    return st.builds(lambda hs, bs: b"\r\n".join(hs) + b"\r\n\r\n" + b"\r\n".join(bs) + b"\r\n",
-                     st.lists(header, max_size=6), body)
+    header = st.sampled_from(
+        [
+            b"Content-Type: multipart/mixed; boundary=x",
+            b"Content-Type: multipart/alternative",
+            b"Content-Type: text/plain; charset=bogus-8",
+            b"Content-Transfer-Encoding: base64",
+            b"Content-Transfer-Encoding: quoted-printable",
+            b"Subject: =?utf-8?B?////?=",
+            b"Content-Type: text/html",
+            b"MIME-Version: 1.0",
+            b"Auto-Submitted: auto-replied",
+        ]
+    )
+    body = st.lists(
+        st.sampled_from(
+            [
+                b"--x",
+                b"--x--",
+                b"hello",
+                b"=C3=A9=",
+                b"////",
+                b"<p>hi",
+                b"Content-Type: text/plain",
+                b"",
+                b"\xff\xfe",
+            ]
+        ),
+        max_size=12,
+    )
+    return st.builds(
+        lambda hs, bs: b"\r\n".join(hs) + b"\r\n\r\n" + b"\r\n".join(bs) + b"\r\n",
+        st.lists(header, max_size=6),
+        body,
+    )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(data=st.one_of(st.binary(max_size=3000), mime_shapes()))
 def test_any_data_gets_250_or_5xx(threaded: ThreadedGateway, data: bytes) -> None:
     code = transact(threaded.port, data)

@@ -212,3 +212,23 @@ async def test_postgres_concurrent_claims_never_share_a_message(pg_url: str) -> 
     finally:
         for s in stores:
             await s.close()
+
+
+async def test_concat_references_are_consecutive_per_destination_and_survive_reopen(
+    store_url: str,
+) -> None:
+    s = open_store(store_url)
+    await s.open()
+    try:
+        first = await s.allocate_references("+447700900123", 1, start=250)
+        assert first == 250
+        assert await s.allocate_references("+447700900123", 3, start=0) == 251
+        assert await s.allocate_references("+447700900999", 1, start=7) == 7
+    finally:
+        await s.close()
+    s = open_store(store_url)
+    await s.open()
+    try:
+        assert await s.allocate_references("+447700900123", 1, start=0) == 254
+    finally:
+        await s.close()

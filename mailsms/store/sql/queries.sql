@@ -138,3 +138,8 @@ INSERT INTO optouts (number, at, source) VALUES (:number, :at, :source);
 
 -- name: list_optouts
 SELECT number, at, source FROM optouts ORDER BY at DESC;
+
+-- name: allocate_refs
+INSERT INTO concat_refs (destination, next_ref) VALUES (:destination, :start + :count)
+ON CONFLICT (destination) DO UPDATE SET next_ref = concat_refs.next_ref + :count
+RETURNING next_ref;

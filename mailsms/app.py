@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from mailsms.address import mask
+from mailsms.address import parse_recipient
 from mailsms.carriers.base import (
     Carrier,
     CarrierHealth,
@@ -26,12 +26,17 @@ from mailsms.carriers.base import (
     carrier_class,
 )
 from mailsms.config import Settings, split_listen
+from mailsms.dispatch.notify import Notifier
 from mailsms.dispatch.routing import Router
 from mailsms.dispatch.worker import Dispatcher
+from mailsms.inbound import InboundProcessor
 from mailsms.intake.accept import Intake
 from mailsms.intake.smtp import start_server
+from mailsms.mail import dsn_codes
+from mailsms.mail.relay import RelayWorker
 from mailsms.model import PartState
 from mailsms.store import SqlStore, open_store
+from mailsms.store.mail_ops import OutboundMail
 from mailsms.web.app import create_app
 from mailsms.web.metrics import Metrics
 
@@ -72,6 +77,14 @@ class Gateway:
             if carriers is not None
             else {c.name: carrier_class(c.type)(c) for c in settings.carriers}
         )
+        self.relay = RelayWorker(self.store, settings.relay, self._relay_final, clock)
+        self.notifier = Notifier(
+            settings,
+            self.store,
+            self.relay.wake,
+            {c.name: c.type for c in settings.carriers},
+            clock,
+        )
         self.dispatcher = Dispatcher(
             self.store,
             self.carriers,
@@ -79,8 +92,12 @@ class Gateway:
             settings.dispatch,
             self.metrics,
             clock,
+            on_done=self.notifier.wake,
         )
         self.intake = Intake(settings, self.store, self.metrics, self.dispatcher.wake, clock)
+        self.inbound = InboundProcessor(
+            settings, self.store, self.relay.wake, self._auto_reply, clock
+        )
         self.listening = Listening()
         self._runner: web.AppRunner | None = None
         self._started: list[Carrier] = []
@@ -89,9 +106,10 @@ class Gateway:
         await self.store.open()
         try:
             for carrier in self.carriers.values():
-                await carrier.start(_Hooks(self, carrier.name))
+                await carrier.start(self.hooks(carrier.name))
                 self._started.append(carrier)
-            await self.dispatcher.start()
+            for part in (self.dispatcher, self.relay, self.notifier, self.inbound):
+                await part.start()
             await self._listen()
         except BaseException:
             await self.stop()
@@ -100,6 +118,28 @@ class Gateway:
             "gateway started",
             extra={"event": "started", "smtp": self.listening.smtp, "http": self.listening.http},
         )
+
+    def hooks(self, carrier: str) -> _Hooks:
+        """What carrier ``carrier`` calls with inbound SMS and delivery reports."""
+        return _Hooks(self, carrier)
+
+    async def _auto_reply(self, phone: str, text: str, our_number: str | None) -> None:
+        """An SMS we send by ourselves (the HELP keyword's answer)."""
+        rcpt = parse_recipient(
+            f"{phone}@{self.settings.gateway.domain}",
+            self.settings.gateway.all_domains,
+            self.settings.gateway.default_region,
+        )
+        await self.intake.accept_text(text, "auto", [rcpt], "auto", source_addr=our_number)
+
+    async def _relay_final(self, mail: OutboundMail, state: str, detail: str) -> None:
+        if mail.kind == "sms":
+            await self.inbound.relay_result(mail, state, detail)
+        elif mail.kind == "dsn" and mail.ref_id is not None:
+            what = "sent" if state == "sent" else f"could not be sent: {detail}"
+            await self.store.message_event(
+                mail.ref_id, f"dsn {state}", f"notification {what}", "relay", self.clock()
+            )
 
     async def _listen(self) -> None:
         s = self.settings
@@ -142,6 +182,9 @@ class Gateway:
             await self._runner.cleanup()
             self._runner = None
         await self.dispatcher.stop()
+        await self.inbound.stop()
+        await self.notifier.stop()
+        await self.relay.stop()
         for carrier in reversed(self._started):
             try:
                 await carrier.stop()
@@ -165,37 +208,50 @@ class _Hooks:
         self.carrier = carrier
 
     async def inbound(self, sms: InboundSms) -> None:
-        id, new = await self.gateway.store.record_inbound(sms, self.gateway.clock())
-        log.info(
-            "inbound sms",
-            extra={
-                "event": "inbound",
-                "id": id,
-                "carrier": self.carrier,
-                "from": mask(sms.from_),
-                "new": new,
-            },
-        )
+        await self.gateway.inbound.receive(sms)
 
     async def delivery_report(self, report: DeliveryReport) -> None:
         part_state = _REPORT_PART_STATE.get(report.status)
         if part_state is None:  # "accepted": an intermediate report, nothing changes
             return
-        reason = " ".join(x for x in (report.error_code, report.error_text) if x)
-        mid = await self.gateway.store.delivery_report(
+        text = report.error_text or report.status.value
+        reason = (
+            f"{self.carrier}: {text} (code {report.error_code})"
+            if report.error_code
+            else ("" if part_state is PartState.DELIVERED else f"{self.carrier}: {text}")
+        )
+        gw = self.gateway
+        mid = await gw.store.delivery_report(
             report.carrier,
             report.carrier_id,
             part_state,
             reason,
             f"dlr:{report.carrier}",
-            self.gateway.clock(),
+            gw.clock(),
         )
         if mid is None:
             log.warning(
-                "delivery report for an unknown id",
+                "delivery report for an unknown id (kept for dlr.unknown_keep)",
                 extra={
                     "event": "dlr_unknown",
                     "carrier": report.carrier,
                     "carrier_id": report.carrier_id,
                 },
             )
+            return
+        await self._opt_out(mid, report)
+        gw.notifier.wake()
+
+    async def _opt_out(self, mid: str, report: DeliveryReport) -> None:
+        """A carrier saying the recipient opted out (Twilio 21610, Vonage 9) is an opt-out."""
+        kind = next((c.type for c in self.gateway.settings.carriers if c.name == self.carrier), "")
+        code = report.error_code
+        opted_out = (kind == "twilio" and dsn_codes.from_twilio(code, "failed").opt_out) or (
+            kind == "vonage" and code is not None and dsn_codes.from_vonage(code).opt_out
+        )
+        if opted_out:
+            message = await self.gateway.store.get(mid)
+            if message is not None:
+                await self.gateway.store.set_opt_out(
+                    message.to, True, f"carrier {self.carrier} error {code}", self.gateway.clock()
+                )

@@ -164,6 +164,91 @@ class BodySettings(_Section):
         return v
 
 
+class RelaySettings(_Section):
+    """Where mail that mailsms writes (SMS turned into mail, bounces) goes, and how."""
+
+    smarthost: Listen = "127.0.0.1:25"
+    starttls: bool = False
+    tls: bool = False
+    validate_certs: bool = True
+    username: str | None = None
+    password: str | None = None
+    helo: str | None = None
+    timeout: Duration = 60.0
+    max_attempts: int = Field(default=30, ge=1)
+    max_age: Duration = 5 * 86400.0
+    backoff_initial: Duration = 30.0
+    backoff_max: Duration = 3600.0
+    concurrency: int = Field(default=4, ge=1)
+
+
+class InboundRoute(_Section):
+    """A static route for SMS no conversation claims: by our number (``to``) or by the
+    phone's number (``from``), to a mailbox."""
+
+    to: str | None = None
+    from_: str | None = Field(default=None, alias="from")
+    mailbox: str
+
+
+class InboundSettings(_Section):
+    catch_all: str | None = None
+    conversation_ttl: Duration = 30 * 86400.0
+    timezone: str = "UTC"
+    quote_last: bool = True
+    keywords: bool = True
+    help_text: str = "Replies to this number are delivered by email. Text STOP to opt out."
+    route: tuple[InboundRoute, ...] = ()
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        import zoneinfo
+
+        try:
+            zoneinfo.ZoneInfo(v)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{v!r} is not an IANA time zone (e.g. Europe/London)") from None
+        return v
+
+
+class DkimSettings(_Section):
+    """DKIM for mail made from SMS. Signing with both algorithms needs one selector per
+    algorithm (``selector = { rsa-sha256 = "rsa1", ed25519-sha256 = "ed1" }``): each key is
+    a TXT record of its own at SELECTOR._domainkey.DOMAIN."""
+
+    domain: str
+    selector: str | dict[str, str] = "mailsms"
+    key_file: str
+    algorithm: str | tuple[str, ...] = "rsa-sha256"
+
+    @property
+    def algorithms(self) -> tuple[str, ...]:
+        return (self.algorithm,) if isinstance(self.algorithm, str) else self.algorithm
+
+    @field_validator("algorithm")
+    @classmethod
+    def _alg(cls, v: str | tuple[str, ...]) -> str | tuple[str, ...]:
+        for a in (v,) if isinstance(v, str) else v:
+            if a not in ("rsa-sha256", "ed25519-sha256"):
+                raise ValueError(f"{a!r}: expected rsa-sha256 or ed25519-sha256")
+        return v
+
+
+class TemplatesSettings(_Section):
+    dir: str | None = None
+
+
+class DsnSettings(_Section):
+    delay_after: Duration = 4 * 3600.0
+    reporting_mta: str | None = None
+
+
+class DlrSettings(_Section):
+    timeout: Duration = 2 * 86400.0
+    unknown_keep: Duration = 600.0
+
+
 class LogSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["logfmt", "json"] = "logfmt"
@@ -180,6 +265,12 @@ class Settings(_Section):
     policy: PolicySettings = PolicySettings()
     sms: SmsSettings = SmsSettings()
     body: BodySettings = BodySettings()
+    relay: RelaySettings = RelaySettings()
+    inbound: InboundSettings = InboundSettings()
+    dkim: DkimSettings | None = None
+    templates: TemplatesSettings = TemplatesSettings()
+    dsn: DsnSettings = DsnSettings()
+    dlr: DlrSettings = DlrSettings()
     log: LogSettings = LogSettings()
     carriers: tuple[CarrierSettings, ...] = ()
 

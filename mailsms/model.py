@@ -99,6 +99,9 @@ class NewMessage:
     shift_table: str | None = None
     expires_at: float = 0.0
     meta: dict[str, object] = field(default_factory=dict)
+    notify: frozenset[str] = frozenset()  # which DSNs the sender gets: failed, delayed, delivered
+    dsn: dict[str, object] = field(default_factory=dict)  # RET, ENVID, ORCPT as received
+    original: bytes | None = None  # what RET asked us to return in a DSN
 
 
 @dataclass(frozen=True, slots=True)

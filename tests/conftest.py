@@ -16,6 +16,7 @@ import pytest
 
 from mailsms.app import Gateway
 from mailsms.config import Settings, from_dict
+from tests.sink import Sink
 
 REQUIRE_PEERS = os.environ.get("MAILSMS_REQUIRE_PEERS") == "1"
 PG_ADMIN_URL = os.environ.get("MAILSMS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
@@ -96,3 +97,11 @@ async def gateway_factory(tmp_path: Path) -> AsyncIterator[GatewayFactory]:
 @pytest.fixture
 async def gateway(gateway_factory: GatewayFactory) -> Gateway:
     return await gateway_factory()
+
+
+@pytest.fixture
+async def sink() -> AsyncIterator[Sink]:
+    """An SMTP smarthost on 127.0.0.1:0 that records what the gateway relays."""
+    s = await Sink().start()
+    yield s
+    await s.stop()

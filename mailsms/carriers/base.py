@@ -75,6 +75,7 @@ class Submitted:
 
     carrier_ids: tuple[str | None, ...]
     delivered: bool = False
+    whole: bool = False  # one id covers every part (HTTP APIs that segment themselves)
 
 
 class ReportStatus(enum.StrEnum):

@@ -38,6 +38,7 @@ class FakeCarrier(Carrier):
         scripted += ["permanent"] * settings.permanent_failures
         self.outcomes: collections.deque[Outcome] = collections.deque(scripted)
         self.submitted: list[OutboundSms] = []
+        self.submit_times: list[float] = []  # loop clock at each submit (rate-limit tests)
         self.attempts = 0
         self.hooks: CarrierHooks | None = None
         self._ids = itertools.count(1)
@@ -59,6 +60,7 @@ class FakeCarrier(Carrier):
 
     async def submit(self, sms: OutboundSms) -> Submitted:
         self.attempts += 1
+        self.submit_times.append(asyncio.get_running_loop().time())
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         async with self._changed:

@@ -57,8 +57,10 @@ class Dispatcher:
         settings: DispatchSettings,
         metrics: Metrics,
         clock: Callable[[], float] = time.time,
+        on_done: Callable[[], None] = lambda: None,
     ) -> None:
         self.store = store
+        self.on_done = on_done  # a message was handled: a DSN may be due
         self.slots = {name: CarrierSlot(c) for name, c in carriers.items()}
         self.router = router
         self.settings = settings
@@ -121,6 +123,7 @@ class Dispatcher:
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         self._wake.set()  # a slot came free
+        self.on_done()
         if self._progress is not None and not self._progress.done():
             self._progress.set_result(None)
         self._progress = None
@@ -196,7 +199,13 @@ class Dispatcher:
     async def _submitted(self, message: Message, name: str, result: Submitted) -> None:
         ids = tuple(result.carrier_ids) + (None,) * (len(message.parts) - len(result.carrier_ids))
         await self.store.mark_submitted(
-            message.id, self.owner, name, ids[: len(message.parts)], result.delivered, self.clock()
+            message.id,
+            self.owner,
+            name,
+            ids[: len(message.parts)],
+            result.delivered,
+            self.clock(),
+            whole=result.whole,
         )
         self.metrics.submitted.labels(carrier=name).inc()
         self.metrics.submit_latency.observe(max(0.0, self.clock() - message.created_at))

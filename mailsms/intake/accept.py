@@ -13,11 +13,14 @@ import logging
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from mailsms.address import ForeignDomain, Recipient, mask, parse_recipient
 from mailsms.config import Settings
+from mailsms.dispatch.routing import Router
 from mailsms.errors import AddressError, StoreError
+from mailsms.mail.dsn import DsnParams
 from mailsms.mail.parse import BodyOptions, Extracted, NoTextError, extract
 from mailsms.model import NewMessage, new_id
 from mailsms.policy import Refusal
@@ -26,7 +29,8 @@ from mailsms.policy.optout import OptOutRule
 from mailsms.policy.rate import SenderRateRule
 from mailsms.policy.senders import SenderRule
 from mailsms.sms.encode import Encoded, SmsOptions, TooLong, plan
-from mailsms.store.base import Store
+from mailsms.store.base import SqlStore
+from mailsms.store.mail_ops import Conversation
 from mailsms.web.metrics import Metrics
 
 log = logging.getLogger("mailsms.intake")
@@ -38,6 +42,21 @@ AUTO_GENERATED = Refusal(
     550, "5.7.1", "Auto-generated mail and bounces are not sent as SMS (loop protection)"
 )
 TOO_MANY = Refusal(452, "4.5.3", "Too many recipients")
+
+
+@dataclass
+class DsnEnvelope:
+    """RFC 3461 parameters of one SMTP transaction: RET/ENVID from MAIL, and per accepted
+    recipient (in RCPT order) its NOTIFY and ORCPT."""
+
+    ret: str | None = None
+    envid: str | None = None
+    recipients: list[tuple[tuple[str, ...], str | None]] = field(default_factory=list)
+
+    def params(self, index: int) -> DsnParams:
+        notify, orcpt = self.recipients[index] if index < len(self.recipients) else ((), None)
+        ret = self.ret if self.ret in ("FULL", "HDRS") else None
+        return DsnParams(ret=ret, envid=self.envid, notify=notify, orcpt=orcpt)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +81,7 @@ class Intake:
     def __init__(
         self,
         settings: Settings,
-        store: Store,
+        store: SqlStore,
         metrics: Metrics,
         on_queued: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
@@ -76,6 +95,7 @@ class Intake:
         self.senders = SenderRule(settings.policy)
         self.destinations = DestinationRule(settings.policy)
         self.optouts = OptOutRule(store)
+        self.router = Router(settings.carriers)
         self.rate = SenderRateRule(settings.policy.sender_rate_limit, clock)
         self.sms_options = SmsOptions(
             transliterate=settings.sms.transliterate,
@@ -127,7 +147,12 @@ class Intake:
     # --- acceptance --------------------------------------------------------------------
 
     async def accept_mail(
-        self, raw: bytes, sender: str, recipients: Sequence[Recipient], original: Sequence[str] = ()
+        self,
+        raw: bytes,
+        sender: str,
+        recipients: Sequence[Recipient],
+        original: Sequence[str] = (),
+        dsn: DsnEnvelope | None = None,
     ) -> Accepted:
         """Parse, encode and queue a mail for each recipient; raises :class:`RefusedError`."""
         try:
@@ -137,7 +162,14 @@ class Intake:
         if mail.auto_generated or not sender.strip("<>"):
             raise RefusedError(AUTO_GENERATED)
         return await self._queue(
-            mail.text, sender, recipients, origin="smtp", mail=mail, original=original
+            mail.text,
+            sender,
+            recipients,
+            origin="smtp",
+            mail=mail,
+            original=original,
+            dsn=dsn or DsnEnvelope(),
+            raw=raw,
         )
 
     async def accept_text(
@@ -167,10 +199,18 @@ class Intake:
         original: Sequence[str] = (),
         carrier: str | None = None,
         source_addr: str | None = None,
+        dsn: DsnEnvelope | None = None,
+        raw: bytes | None = None,
     ) -> Accepted:
         now = self.clock()
         messages: list[NewMessage] = []
+        conversations: list[dict[str, object]] = []
+        thread = await self._thread(mail)
         for index, rcpt in enumerate(recipients):
+            source = source_addr
+            if source is None and thread is not None and thread.phone == rcpt.number:
+                source = thread.our_number or None  # a reply keeps its conversation's number
+            params = dsn.params(index) if dsn is not None else None
             for encoded in await self._encode(text, rcpt.number):
                 messages.append(
                     NewMessage(
@@ -181,7 +221,7 @@ class Intake:
                         parts=encoded.parts,
                         sender=sender,
                         origin=origin,
-                        source_addr=source_addr,
+                        source_addr=source,
                         carrier=carrier,
                         subject=mail.subject if mail else None,
                         mail_message_id=mail.message_id if mail else None,
@@ -189,10 +229,13 @@ class Intake:
                         shift_table=encoded.shift_table,
                         expires_at=now + self.settings.dispatch.max_age,
                         meta=_meta(encoded),
+                        **_dsn_fields(params, raw),
                     )
                 )
+            if mail is not None:
+                conversations.append(self._conversation(sender, rcpt, source, carrier, mail, text))
         try:
-            await self.store.enqueue(messages, now)
+            await self.store.enqueue(messages, now, conversations)
         except StoreError as exc:
             log.error("enqueue failed", extra={"event": "store_error", "error": str(exc)})
             raise RefusedError(STORE_DOWN) from None
@@ -211,6 +254,45 @@ class Intake:
                 },
             )
         return Accepted(tuple(m.id for m in messages))
+
+    async def _thread(self, mail: Extracted | None) -> Conversation | None:
+        """The conversation a reply mail continues (its In-Reply-To / References)."""
+        if mail is None:
+            return None
+        ids = [*mail.references, *([mail.in_reply_to] if mail.in_reply_to else [])]
+        if not ids:
+            return None
+        try:
+            return await self.store.conversation_for_mail(ids)
+        except StoreError:
+            return None
+
+    def _conversation(
+        self,
+        sender: str,
+        rcpt: Recipient,
+        source: str | None,
+        carrier: str | None,
+        mail: Extracted,
+        text: str,
+    ) -> dict[str, object]:
+        """Remember who wrote to this phone from which of our numbers: a reply SMS from the
+        phone to that number goes back to this sender (docs/sms-to-mail.md)."""
+        return {
+            "email": sender.strip("<>"),
+            "phone": rcpt.number,
+            "our_number": source or self.default_from(rcpt.number, carrier),
+            "message_id": mail.message_id,
+            "subject": mail.subject,
+            "references": (*mail.references, *([mail.message_id] if mail.message_id else [])),
+            "last_text": text,
+        }
+
+    def default_from(self, number: str, carrier: str | None = None) -> str:
+        """The sender id a message to ``number`` will carry: its first carrier's ``from``."""
+        names = self.router.candidates(number, carrier)
+        by_name = {c.name: c for c in self.settings.carriers}
+        return (by_name[names[0]].from_ or "") if names else ""
 
     async def _encode(self, text: str, number: str) -> list[Encoded]:
         """Encode with the length policy; long messages get references from the store, so
@@ -241,6 +323,33 @@ class Intake:
 # The same few numbers recur (an on-call rota): phonenumbers costs ~50 µs a parse, the cache
 # ~1 µs. Refusals raise and are not cached, so a bad address costs a parse each time.
 _parse_cached = functools.lru_cache(maxsize=4096)(parse_recipient)
+
+
+_ACTIONS = ("failed", "delayed", "delivered")
+
+
+def _dsn_fields(params: DsnParams | None, raw: bytes | None) -> dict[str, Any]:
+    """NewMessage fields for RFC 3461: which notices the sender gets, and what to return."""
+    if params is None:
+        return {}
+    original = raw if params.ret == "FULL" else _headers_of(raw) if raw else None
+    return {
+        "notify": frozenset(a for a in _ACTIONS if params.wants(a)),  # type: ignore[arg-type]
+        "dsn": {
+            "ret": params.ret,
+            "envid": params.envid,
+            "orcpt": params.orcpt,
+            "notify": list(params.notify),
+        },
+        "original": original,
+    }
+
+
+def _headers_of(raw: bytes) -> bytes:
+    end = raw.find(b"\r\n\r\n")
+    if end < 0:
+        end = raw.find(b"\n\n")
+    return raw if end < 0 else raw[: end + 2]
 
 
 def _meta(encoded: Encoded) -> dict[str, object]:

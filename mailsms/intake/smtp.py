@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from mailsms.address import Recipient
-from mailsms.intake.accept import Intake, RefusedError
+from mailsms.intake.accept import DsnEnvelope, Intake, RefusedError
+from mailsms.mail.dsn import parse_mail_params, parse_rcpt_params
 from mailsms.policy import Refusal
 from mailsms.web.metrics import Metrics
 
@@ -34,10 +36,28 @@ _ENHANCED = {
 }
 
 
+_DSN_KEYS = ("RET", "ENVID", "NOTIFY", "ORCPT")
+
+
 class _Counting:
-    """Mixin: rewrite aiosmtpd's bare replies and count every reply code in metrics."""
+    """Mixin: rewrite aiosmtpd's bare replies, count every reply code in metrics, and let
+    the RFC 3461 DSN parameters through (aiosmtpd refuses every MAIL/RCPT parameter it does
+    not know, and upper-cases the ones it passes on, which would mangle ENVID and ORCPT)."""
 
     metrics: Metrics | None = None
+    raw_params: str = ""
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        address, params = super()._getaddr(arg)  # type: ignore[misc]
+        self.raw_params = params or ""
+        return address, params
+
+    def _getparams(self, params: Sequence[str]) -> dict[str, str | bool] | None:
+        result: dict[str, str | bool] | None = super()._getparams(params)  # type: ignore[misc]
+        if result is not None:
+            for key in _DSN_KEYS:
+                result.pop(key, None)  # the handler reads them from raw_params
+        return result
 
     async def push(self, status: Any) -> None:
         if isinstance(status, str):
@@ -63,6 +83,18 @@ class IntakeHandler:
         self.intake = intake
         self.lmtp = lmtp
 
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        """Advertise DSN (RFC 3461): we honour NOTIFY, RET, ENVID and ORCPT."""
+        session.host_name = hostname
+        return [*responses[:-1], "250-DSN", responses[-1]]
+
     async def handle_MAIL(
         self,
         server: SMTP,
@@ -78,9 +110,14 @@ class IntakeHandler:
                 extra={"event": "refused", "stage": "MAIL", "code": refusal.status},
             )
             return refusal.reply
+        try:
+            ret, envid = parse_mail_params(_options(server))
+        except ValueError as exc:
+            return f"501 5.5.4 {exc}"
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         envelope.mailsms_rcpts = []  # type: ignore[attr-defined]
+        envelope.mailsms_dsn = DsnEnvelope(ret, envid)  # type: ignore[attr-defined]
         return "250 2.1.0 Sender OK"
 
     async def handle_RCPT(
@@ -92,6 +129,10 @@ class IntakeHandler:
         rcpt_options: list[str],
     ) -> str:
         accepted: list[Recipient] = envelope.mailsms_rcpts  # type: ignore[attr-defined]
+        try:
+            notify, orcpt = parse_rcpt_params(_options(server))
+        except ValueError as exc:
+            return f"501 5.5.4 {exc}"
         result = await self.intake.check_recipient(address, envelope.mail_from or "", len(accepted))
         if isinstance(result, Refusal):
             log.info(
@@ -102,6 +143,7 @@ class IntakeHandler:
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         accepted.append(result)
+        envelope.mailsms_dsn.recipients.append((notify, orcpt))  # type: ignore[attr-defined]
         return "250 2.1.5 Recipient OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
@@ -109,7 +151,11 @@ class IntakeHandler:
         raw = envelope.original_content or b""
         try:
             accepted = await self.intake.accept_mail(
-                raw, envelope.mail_from or "", rcpts, envelope.rcpt_tos
+                raw,
+                envelope.mail_from or "",
+                rcpts,
+                envelope.rcpt_tos,
+                envelope.mailsms_dsn,  # type: ignore[attr-defined]
             )
             reply = accepted.reply
         except RefusedError as exc:
@@ -120,6 +166,11 @@ class IntakeHandler:
         if self.lmtp:
             return "\r\n".join([reply] * len(rcpts))
         return reply
+
+
+def _options(server: SMTP) -> list[str]:
+    """The command's parameters as the client sent them (case kept)."""
+    return str(getattr(server, "raw_params", "") or "").split()
 
 
 def _peer_ip(session: Session) -> str | None:

@@ -26,6 +26,7 @@ from mailsms.model import (
     State,
     new_id,
 )
+from mailsms.store.mail_ops import MailOps, insert_conversation
 from mailsms.store.queries import Dialect, queries
 
 T = TypeVar("T")
@@ -48,7 +49,12 @@ class Store(Protocol):
     async def open(self) -> None: ...
     async def close(self) -> None: ...
     async def ping(self) -> None: ...
-    async def enqueue(self, messages: Sequence[NewMessage], now: float) -> None: ...
+    async def enqueue(
+        self,
+        messages: Sequence[NewMessage],
+        now: float,
+        conversations: Sequence[dict[str, Any]] = (),
+    ) -> None: ...
     async def claim(self, owner: str, limit: int, lease: float, now: float) -> list[Message]: ...
     async def mark_submitted(
         self,
@@ -58,6 +64,7 @@ class Store(Protocol):
         carrier_ids: Sequence[str | None],
         delivered: bool,
         now: float,
+        whole: bool = False,
     ) -> bool: ...
     async def mark_retry(
         self, id: str, owner: str, next_attempt_at: float, reason: str, now: float
@@ -95,7 +102,7 @@ class Store(Protocol):
     async def next_wakeup(self) -> float | None: ...
 
 
-class SqlStore(abc.ABC):
+class SqlStore(MailOps, abc.ABC):
     """The operations of :class:`Store`, written once over :class:`Tx`."""
 
     dialect: Dialect
@@ -130,10 +137,19 @@ class SqlStore(abc.ABC):
     async def ping(self) -> None:
         await self._run(lambda tx: tx.fetchall("ping", {}))
 
-    async def enqueue(self, messages: Sequence[NewMessage], now: float) -> None:
+    async def enqueue(
+        self,
+        messages: Sequence[NewMessage],
+        now: float,
+        conversations: Sequence[dict[str, Any]] = (),
+    ) -> None:
+        """Queue messages (and remember their conversations) in one durable commit."""
+
         def op(tx: Tx) -> None:
             for msg in messages:
                 _insert(tx, msg, now)
+            for conv in conversations:
+                insert_conversation(tx, conv, now)
 
         await self._run(op)
 
@@ -179,14 +195,18 @@ class SqlStore(abc.ABC):
         carrier_ids: Sequence[str | None],
         delivered: bool,
         now: float,
+        whole: bool = False,
     ) -> bool:
+        """Record a carrier's acceptance: one id per part, or with ``whole`` one id for every
+        part (stored as part 0, which reports then apply to all parts)."""
+
         def op(tx: Tx) -> bool:
             p = {"id": id, "owner": owner, "carrier": carrier, "now": now}
             if delivered:
                 return _delivered_on_submit(tx, p, carrier_ids)
             if not tx.execute("mark_submitted", p):
                 return False
-            ids = list(enumerate(carrier_ids, start=1))
+            ids = [(0, carrier_ids[0])] if whole else list(enumerate(carrier_ids, start=1))
             tx.executemany(
                 "mark_part_submitted",
                 [{"message_id": id, "seq": seq, "carrier_id": cid, "now": now} for seq, cid in ids],
@@ -206,6 +226,7 @@ class SqlStore(abc.ABC):
                 ],
             )
             _event(tx, id, State.SUBMITTED, f"accepted by {carrier}", now, carrier)
+            _apply_pending_reports(tx, id, carrier, ids, now)
             return True
 
         return await self._run(op, durable=False)
@@ -325,24 +346,21 @@ class SqlStore(abc.ABC):
             found = tx.fetchall(
                 "find_part_by_carrier_id", {"carrier": carrier, "carrier_id": carrier_id}
             )
-            if not found:
+            if not found:  # may have raced ahead of the submit response: keep it a while
+                tx.execute(
+                    "insert_pending_report",
+                    {
+                        "carrier": carrier,
+                        "carrier_id": carrier_id,
+                        "part_state": part_state.value,
+                        "reason": reason,
+                        "source": source,
+                        "now": now,
+                    },
+                )
                 return None
-            mid, seq = found[0]["message_id"], found[0]["seq"]
-            tx.execute(
-                "update_part_state",
-                {
-                    "message_id": mid,
-                    "seq": seq,
-                    "state": part_state.value,
-                    "error": reason or None,
-                    "now": now,
-                },
-            )
-            _event(tx, mid, f"part {seq} {part_state.value}", reason, now, source)
-            states = {r["state"] for r in tx.fetchall("part_states", {"id": mid})}
-            final = _message_state(states)
-            if final is not None:
-                _finish_submitted(tx, mid, final, reason or final.value, now, source)
+            mid = found[0]["message_id"]
+            _apply_report(tx, mid, found[0]["seq"], part_state, reason, source, now)
             return str(mid)
 
         return await self._run(op)
@@ -410,6 +428,50 @@ class SqlStore(abc.ABC):
     async def list_inbound(self, limit: int = 50) -> list[Row]:
         return await self._read(lambda tx: tx.fetchall("list_inbound", {"limit": limit}))
 
+    # --- delivery status notifications ------------------------------------------------
+
+    async def dsn_due(self, limit: int = 50) -> list[tuple[Row, tuple[Event, ...]]]:
+        """Messages whose terminal transition made a DSN due, with their events."""
+
+        def op(tx: Tx) -> list[tuple[Row, tuple[Event, ...]]]:
+            rows = tx.fetchall("dsn_due", {"limit": limit})
+            return [
+                (r, tuple(Event(**e) for e in tx.fetchall("get_events", {"id": r["id"]})))
+                for r in rows
+            ]
+
+        return await self._read(op)
+
+    async def delay_due(self, before: float, limit: int = 50) -> list[Row]:
+        """Messages still unsent since ``before`` whose sender asked for delay notices."""
+        return await self._read(
+            lambda tx: tx.fetchall("delay_due", {"before": before, "limit": limit})
+        )
+
+    async def expire_stale(
+        self, before: float, now: float, purge_before: float, limit: int = 100
+    ) -> list[str]:
+        """Submitted messages with no final report since ``before`` become ``expired``;
+        reports for unknown ids received before ``purge_before`` are dropped."""
+
+        def op(tx: Tx) -> list[str]:
+            ids = [
+                r["id"] for r in tx.fetchall("stale_submitted", {"before": before, "limit": limit})
+            ]
+            for id in ids:
+                _finish_submitted(
+                    tx,
+                    id,
+                    State.EXPIRED,
+                    "no final delivery report before dlr.timeout",
+                    now,
+                    "dlr-timeout",
+                )
+            tx.execute("purge_pending_reports", {"before": purge_before})
+            return ids
+
+        return await self._run(op)
+
     async def queue_depth(self) -> dict[str, int]:
         rows = await self._run(lambda tx: tx.fetchall("queue_depth", {}))
         return {str(r["state"]): int(r["n"]) for r in rows}
@@ -456,6 +518,11 @@ def _insert(tx: Tx, msg: NewMessage, now: float) -> None:
             "meta": json.dumps(msg.meta),
             "now": now,
             "expires_at": msg.expires_at,
+            "notify_failure": int("failed" in msg.notify),
+            "notify_delay": int("delayed" in msg.notify),
+            "notify_success": int("delivered" in msg.notify),
+            "dsn": json.dumps(msg.dsn),
+            "original": msg.original,
         },
     )
     tx.executemany(
@@ -474,6 +541,46 @@ def _insert(tx: Tx, msg: NewMessage, now: float) -> None:
         ],
     )
     _event(tx, msg.id, State.QUEUED, f"accepted from {msg.origin}", now, msg.origin)
+
+
+def _apply_report(
+    tx: Tx, mid: str, seq: int, part_state: PartState, reason: str, source: str, now: float
+) -> None:
+    """One part's report; the message ends when its parts say so (invariant 4)."""
+    tx.execute(
+        "update_part_state",
+        {
+            "message_id": mid,
+            "seq": seq,
+            "state": part_state.value,
+            "error": reason or None,
+            "now": now,
+        },
+    )
+    _event(tx, mid, f"part {seq} {part_state.value}", reason, now, source)
+    states = {r["state"] for r in tx.fetchall("part_states", {"id": mid})}
+    final = _message_state(states)
+    if final is not None:
+        _finish_submitted(tx, mid, final, reason or final.value, now, source)
+
+
+def _apply_pending_reports(
+    tx: Tx, mid: str, carrier: str, ids: Sequence[tuple[int, str | None]], now: float
+) -> None:
+    """Reports that arrived before the submit response told us these carrier ids."""
+    for seq, cid in ids:
+        if not cid:
+            continue
+        for r in tx.fetchall("take_pending_report", {"carrier": carrier, "carrier_id": cid}):
+            _apply_report(
+                tx,
+                mid,
+                seq,
+                PartState(r["part_state"]),
+                r["reason"],
+                r["source"],
+                now,
+            )
 
 
 def _delivered_on_submit(tx: Tx, p: dict[str, Any], carrier_ids: Sequence[str | None]) -> bool:

@@ -49,6 +49,9 @@ def create_app(gateway: Gateway) -> web.Application:
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/v1/messages", post_message)
     app.router.add_get("/v1/messages/{id}", get_message)
+    from mailsms.web.webhooks import add_routes  # it imports this module
+
+    add_routes(app)
     return app
 
 

@@ -17,3 +17,17 @@ RETURNING m.*;
 
 -- name: get_parts_many
 SELECT * FROM parts WHERE message_id = ANY(:ids) ORDER BY message_id, seq;
+
+-- name: claim_mail
+WITH due AS (
+    SELECT id FROM outbound_mail
+    WHERE (state = 'queued' AND next_attempt_at <= :now)
+       OR (state = 'sending' AND lease_expires_at < :now)
+    ORDER BY next_attempt_at, id
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE outbound_mail AS m SET state = 'sending', lease_owner = :owner,
+    lease_expires_at = :lease_expires_at, attempts = m.attempts + 1, updated_at = :now
+FROM due WHERE m.id = due.id
+RETURNING m.*;

@@ -4,10 +4,12 @@
 -- name: insert_message
 INSERT INTO messages (id, state, origin, sender, recipient, original_recipient, source_addr,
     carrier, text, encoding, shift_table, segments, subject, mail_message_id, meta,
-    created_at, updated_at, expires_at, attempts, next_attempt_at)
+    created_at, updated_at, expires_at, attempts, next_attempt_at,
+    notify_failure, notify_delay, notify_success, dsn, original)
 VALUES (:id, 'queued', :origin, :sender, :recipient, :original_recipient, :source_addr,
     :carrier, :text, :encoding, :shift_table, :segments, :subject, :mail_message_id, :meta,
-    :now, :now, :expires_at, 0, :now);
+    :now, :now, :expires_at, 0, :now,
+    :notify_failure, :notify_delay, :notify_success, :dsn, :original);
 
 -- name: insert_part
 INSERT INTO parts (message_id, seq, text, udh, payload, size, state, updated_at)
@@ -39,7 +41,8 @@ WHERE id = :id AND state = 'submitting' AND lease_owner = :owner;
 
 -- name: mark_delivered_on_submit
 UPDATE messages SET state = 'delivered', carrier = :carrier, updated_at = :now,
-    lease_owner = NULL, lease_expires_at = NULL, last_error = NULL
+    lease_owner = NULL, lease_expires_at = NULL, last_error = NULL,
+    dsn_due = CASE WHEN notify_success = 1 THEN 'delivered' ELSE dsn_due END
 WHERE id = :id AND state = 'submitting' AND lease_owner = :owner;
 
 -- name: mark_part_delivered
@@ -48,7 +51,7 @@ WHERE message_id = :message_id AND seq = :seq;
 
 -- name: mark_part_submitted
 UPDATE parts SET state = 'submitted', carrier_id = :carrier_id, updated_at = :now
-WHERE message_id = :message_id AND seq = :seq;
+WHERE message_id = :message_id AND (seq = :seq OR :seq = 0);
 
 -- name: insert_carrier_id
 INSERT INTO carrier_ids (carrier, carrier_id, message_id, seq, created_at)
@@ -68,7 +71,11 @@ WHERE id = :id AND state = 'submitting' AND lease_owner = :owner;
 
 -- name: finish_leased
 UPDATE messages SET state = :state, updated_at = :now, lease_owner = NULL,
-    lease_expires_at = NULL, last_error = :reason, carrier = COALESCE(:carrier, carrier)
+    lease_expires_at = NULL, last_error = :reason, carrier = COALESCE(:carrier, carrier),
+    dsn_due = CASE
+        WHEN :state IN ('failed', 'expired') AND notify_failure = 1 THEN 'failed'
+        WHEN :state = 'delivered' AND notify_success = 1 THEN 'delivered'
+        ELSE dsn_due END
 WHERE id = :id AND state = 'submitting' AND lease_owner = :owner;
 
 -- name: finish_parts
@@ -94,13 +101,17 @@ SELECT message_id, seq FROM carrier_ids WHERE carrier = :carrier AND carrier_id 
 
 -- name: update_part_state
 UPDATE parts SET state = :state, error = :error, updated_at = :now
-WHERE message_id = :message_id AND seq = :seq;
+WHERE message_id = :message_id AND (seq = :seq OR :seq = 0);
 
 -- name: part_states
 SELECT state FROM parts WHERE message_id = :id;
 
 -- name: set_state_from_submitted
-UPDATE messages SET state = :state, updated_at = :now, last_error = :reason
+UPDATE messages SET state = :state, updated_at = :now, last_error = :reason,
+    dsn_due = CASE
+        WHEN :state IN ('failed', 'expired') AND notify_failure = 1 THEN 'failed'
+        WHEN :state = 'delivered' AND notify_success = 1 THEN 'delivered'
+        ELSE dsn_due END
 WHERE id = :id AND state IN ('submitted', 'submitting');
 
 -- name: queue_depth
@@ -143,3 +154,108 @@ SELECT number, at, source FROM optouts ORDER BY at DESC;
 INSERT INTO concat_refs (destination, next_ref) VALUES (:destination, :start + :count)
 ON CONFLICT (destination) DO UPDATE SET next_ref = concat_refs.next_ref + :count
 RETURNING next_ref;
+
+-- name: insert_mail
+INSERT INTO outbound_mail (id, kind, ref_id, mail_from, rcpt_to, data, state, attempts,
+    next_attempt_at, expires_at, created_at, updated_at)
+VALUES (:id, :kind, :ref_id, :mail_from, :rcpt_to, :data, 'queued', 0, :now, :expires_at,
+    :now, :now);
+
+-- name: mail_sent
+UPDATE outbound_mail SET state = 'sent', updated_at = :now, lease_owner = NULL,
+    lease_expires_at = NULL, last_error = :detail
+WHERE id = :id AND lease_owner = :owner;
+
+-- name: mail_retry
+UPDATE outbound_mail SET state = 'queued', next_attempt_at = :next_attempt_at,
+    updated_at = :now, lease_owner = NULL, lease_expires_at = NULL, last_error = :error
+WHERE id = :id AND lease_owner = :owner;
+
+-- name: mail_failed
+UPDATE outbound_mail SET state = 'failed', updated_at = :now, lease_owner = NULL,
+    lease_expires_at = NULL, last_error = :error
+WHERE id = :id AND lease_owner = :owner;
+
+-- name: mail_for_ref
+SELECT id, kind, mail_from, rcpt_to, state, attempts, last_error, created_at, updated_at
+FROM outbound_mail WHERE ref_id = :ref_id ORDER BY created_at;
+
+-- name: mail_next_due
+SELECT MIN(next_attempt_at) AS t FROM outbound_mail WHERE state = 'queued';
+
+-- name: insert_conversation
+INSERT INTO conversations (id, email, phone, our_number, message_id, subject, refs,
+    last_text, created_at, last_at)
+VALUES (:id, :email, :phone, :our_number, :message_id, :subject, :refs, :last_text,
+    :now, :now);
+
+-- name: find_conversation
+SELECT * FROM conversations
+WHERE phone = :phone AND (our_number = :our_number OR our_number = '') AND last_at >= :since
+ORDER BY last_at DESC LIMIT 1;
+
+-- name: get_conversation
+SELECT * FROM conversations WHERE id = :id;
+
+-- name: conversation_for_mail
+SELECT c.* FROM conversation_mail m JOIN conversations c ON c.id = m.conversation_id
+WHERE m.message_id = :message_id;
+
+-- name: insert_conversation_mail
+INSERT INTO conversation_mail (message_id, conversation_id) VALUES (:message_id, :conversation_id)
+ON CONFLICT (message_id) DO NOTHING;
+
+-- name: touch_conversation
+UPDATE conversations SET last_at = :now WHERE id = :id;
+
+-- name: inbound_pending
+SELECT * FROM inbound WHERE state = 'received' ORDER BY id LIMIT :limit;
+
+-- name: get_inbound
+SELECT * FROM inbound WHERE id = :id;
+
+-- name: set_inbound_state
+UPDATE inbound SET state = :state, routed_to = :routed_to, conversation_id = :conversation_id,
+    last_error = :error
+WHERE id = :id;
+
+-- name: set_message_dsn
+UPDATE messages SET dsn = :dsn, original = :original WHERE id = :id;
+
+-- name: dsn_due
+SELECT * FROM messages WHERE dsn_due IS NOT NULL ORDER BY updated_at LIMIT :limit;
+
+-- name: delay_due
+SELECT * FROM messages
+WHERE state IN ('queued', 'submitting', 'submitted') AND notify_delay = 1
+  AND delay_notified = 0 AND created_at <= :before
+ORDER BY created_at LIMIT :limit;
+
+-- name: clear_dsn_due
+UPDATE messages SET dsn_due = NULL WHERE id = :id AND dsn_due = :action;
+
+-- name: mark_delay_notified
+UPDATE messages SET delay_notified = 1 WHERE id = :id;
+
+-- name: stale_submitted
+SELECT id FROM messages WHERE state = 'submitted' AND updated_at <= :before LIMIT :limit;
+
+-- name: insert_pending_report
+INSERT INTO pending_reports (carrier, carrier_id, part_state, reason, source, received_at)
+VALUES (:carrier, :carrier_id, :part_state, :reason, :source, :now)
+ON CONFLICT (carrier, carrier_id) DO UPDATE SET part_state = excluded.part_state,
+    reason = excluded.reason, source = excluded.source, received_at = excluded.received_at;
+
+-- name: take_pending_report
+DELETE FROM pending_reports WHERE carrier = :carrier AND carrier_id = :carrier_id
+RETURNING part_state, reason, source;
+
+-- name: purge_pending_reports
+DELETE FROM pending_reports WHERE received_at < :before;
+
+-- name: set_inbound_result
+UPDATE inbound SET state = :state, last_error = :error WHERE id = :id;
+
+-- name: insert_event_only
+INSERT INTO events (message_id, at, state, reason, source)
+VALUES (:message_id, :at, :state, :reason, :source);

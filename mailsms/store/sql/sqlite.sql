@@ -16,3 +16,15 @@ RETURNING *;
 -- name: get_parts_many
 SELECT * FROM parts WHERE message_id IN (SELECT value FROM json_each(:ids))
 ORDER BY message_id, seq;
+
+-- name: claim_mail
+UPDATE outbound_mail SET state = 'sending', lease_owner = :owner,
+    lease_expires_at = :lease_expires_at, attempts = attempts + 1, updated_at = :now
+WHERE id IN (
+    SELECT id FROM outbound_mail
+    WHERE (state = 'queued' AND next_attempt_at <= :now)
+       OR (state = 'sending' AND lease_expires_at < :now)
+    ORDER BY next_attempt_at, id
+    LIMIT :limit
+)
+RETURNING *;

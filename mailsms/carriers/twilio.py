@@ -1,0 +1,117 @@
+"""Twilio's Programmable Messaging API: submit over HTTPS, reports and replies by webhook.
+
+Twilio takes the whole text and segments it itself, so a submit covers every part with one
+``MessageSid`` (``Submitted.whole``). Status callbacks (``MessageStatus``) and incoming
+messages arrive on ``/webhooks/{name}/status`` and ``/webhooks/{name}/inbound``, signed with
+``X-Twilio-Signature`` (HMAC-SHA1 of the URL Twilio called plus the sorted form fields, keyed
+with the auth token); :func:`signature` computes it, and tests check it against twilio's own
+``RequestValidator``. ``api_url`` is configurable so tests can point it at a local server.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from collections.abc import Mapping
+
+import aiohttp
+
+from mailsms.carriers.base import Carrier, CarrierHooks, CarrierSettings, OutboundSms, Submitted
+from mailsms.duration import Duration
+from mailsms.errors import PermanentFailure, TemporaryFailure
+
+# Twilio REST error codes that no retry will fix (https://www.twilio.com/docs/api/errors).
+_PERMANENT = {
+    21211,  # invalid 'To' phone number
+    21212,  # invalid 'From' phone number
+    21408,  # permission to send to this region not enabled
+    21606,  # the 'From' number is not a valid message-capable number
+    21610,  # the recipient replied STOP (opted out)
+    21612,  # the 'To' number is not reachable by this route
+    21614,  # 'To' number is not a valid mobile number
+    21617,  # body exceeds the 1600 character limit
+    30004,  # message blocked
+    30005,  # unknown destination handset
+    30006,  # landline or unreachable carrier
+}
+
+
+class TwilioSettings(CarrierSettings):
+    account_sid: str
+    auth_token: str
+    api_url: str = "https://api.twilio.com"
+    public_url: str | None = None  # the base URL Twilio calls (and signs), behind a proxy
+    messaging_service_sid: str | None = None
+    timeout: Duration = 30.0
+
+
+def signature(auth_token: str, url: str, params: Mapping[str, str]) -> str:
+    """X-Twilio-Signature for a form POST: base64(HMAC-SHA1(token, url + k1v1k2v2...))."""
+    data = url + "".join(f"{k}{params[k]}" for k in sorted(params))
+    digest = hmac.new(auth_token.encode(), data.encode(), hashlib.sha1).digest()
+    return base64.b64encode(digest).decode()
+
+
+class TwilioCarrier(Carrier):
+    Settings = TwilioSettings
+
+    def __init__(self, settings: CarrierSettings) -> None:
+        super().__init__(settings)
+        assert isinstance(settings, TwilioSettings)
+        self.twilio = settings
+        self._http: aiohttp.ClientSession | None = None
+
+    async def start(self, hooks: CarrierHooks) -> None:
+        pair = f"{self.twilio.account_sid}:{self.twilio.auth_token}".encode()
+        auth = {"Authorization": "Basic " + base64.b64encode(pair).decode()}
+        timeout = aiohttp.ClientTimeout(total=self.twilio.timeout)
+        self._http = aiohttp.ClientSession(headers=auth, timeout=timeout)
+
+    async def stop(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    def callback_url(self, kind: str) -> str | None:
+        if not self.twilio.public_url:
+            return None
+        return f"{self.twilio.public_url.rstrip('/')}/webhooks/{self.name}/{kind}"
+
+    async def submit(self, sms: OutboundSms) -> Submitted:
+        if self._http is None:
+            raise TemporaryFailure("twilio carrier is not started")
+        form = {"To": sms.to, "Body": sms.text}
+        if self.twilio.messaging_service_sid:
+            form["MessagingServiceSid"] = self.twilio.messaging_service_sid
+        elif sms.source_addr:
+            form["From"] = sms.source_addr
+        status_url = self.callback_url("status")
+        if status_url:
+            form["StatusCallback"] = status_url
+        url = (
+            f"{self.twilio.api_url.rstrip('/')}/2010-04-01/Accounts/"
+            f"{self.twilio.account_sid}/Messages.json"
+        )
+        try:
+            async with self._http.post(url, data=form) as resp:
+                body = await resp.json(content_type=None)
+                status = resp.status
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise TemporaryFailure(f"twilio: {type(exc).__name__}: {exc}") from None
+        if 200 <= status < 300 and isinstance(body, dict) and body.get("sid"):
+            return Submitted((str(body["sid"]),), whole=True)
+        raise _failure(status, body)
+
+
+def _failure(status: int, body: object) -> TemporaryFailure | PermanentFailure:
+    info = body if isinstance(body, dict) else {}
+    code = info.get("code")
+    text = f"twilio HTTP {status}: {info.get('message') or 'no message'}"
+    if status == 429 or status >= 500 or code in (20429, 20500, 20503):
+        return TemporaryFailure(text, str(code or status))
+    if code in _PERMANENT or status in (400, 404):
+        return PermanentFailure(text, str(code or status))
+    if status in (401, 403):  # our credentials: fixable by the operator, so retry
+        return TemporaryFailure(text, str(code or status))
+    return PermanentFailure(text, str(code or status))

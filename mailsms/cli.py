@@ -91,6 +91,24 @@ def _parser() -> argparse.ArgumentParser:
         sp = msub.add_parser(name, help=text)
         sp.add_argument("id")
         sp.set_defaults(func=func)
+    rcv = cmd("receive", _receive, "play the phone: send an inbound SMS to the running gateway")
+    rcv.add_argument("--from", dest="phone", required=True, help="the phone's number")
+    rcv.add_argument("--text", required=True)
+    rcv.add_argument("--to", help="our number it was sent to (default: the carrier's from)")
+    rcv.add_argument("--carrier", help="carrier whose webhook to use (default: the first)")
+    rcv.add_argument("--id", help="the carrier's message id (default: a new one)")
+    dkim = cmd("dkim", lambda a: _help(dkim), "DKIM keys for mail made from SMS")
+    dsub = dkim.add_subparsers(metavar="ACTION")
+    keygen = dsub.add_parser("keygen", help="write a private key and print its DNS TXT record")
+    keygen.add_argument(
+        "--algorithm", choices=["rsa-sha256", "ed25519-sha256"], default="rsa-sha256"
+    )
+    keygen.add_argument("--bits", type=int, default=2048, help="RSA key size")
+    keygen.add_argument("--out", help="key file (default: [dkim] key_file)")
+    keygen.add_argument("--selector", help="default: [dkim] selector or 'mailsms'")
+    keygen.add_argument("--domain", help="default: [dkim] domain or gateway.domain")
+    keygen.add_argument("--config", "-c", default=argparse.SUPPRESS)
+    keygen.set_defaults(func=_dkim_keygen)
     opt = cmd("optout", lambda a: _help(opt), "manage the opt-out list (numbers never texted)")
     osub = opt.add_subparsers(metavar="ACTION")
     for name, text in (("add", "stop texting a number"), ("remove", "allow a number again")):
@@ -362,6 +380,14 @@ def _messages_show(args: argparse.Namespace) -> int:
                 f"  {p.seq}: {p.state.value:9} id={p.carrier_id or '-'} size={p.size} "
                 f"udh={p.udh.hex() or '-'}"
             )
+        mails = await store.mail_for(m.id)
+        if mails:
+            print("notifications:")
+            for n in mails:
+                print(
+                    f"  {_time(n['created_at'])}  {n['kind']} to {n['rcpt_to']}: {n['state']}"
+                    + (f" ({n['last_error']})" if n["last_error"] else "")
+                )
         print("events:")
         for e in m.events:
             print(f"  {_time(e.at)}  {e.state:18} {e.source:10} {e.reason}")
@@ -422,6 +448,91 @@ def _optout(args: argparse.Namespace) -> int:
         return EXIT_OK
 
     return _with_store(args, fn)
+
+
+def _receive(args: argparse.Namespace) -> int:
+    """POST to the running gateway's generic inbound webhook, as a carrier would."""
+    import secrets
+    import urllib.error
+    import urllib.request
+
+    s = _load(args).settings
+    generic = [c for c in s.carriers if c.type not in ("twilio",)]
+    carrier = (
+        next((c for c in generic if c.name == args.carrier), None)
+        if args.carrier
+        else (generic[0] if generic else None)
+    )
+    if carrier is None or not s.http.listen or s.http.listen.startswith("unix:"):
+        print("mailsms: need a non-Twilio carrier and http.listen on host:port", file=sys.stderr)
+        return EXIT_USAGE
+    body = json.dumps(
+        {
+            "from": args.phone,
+            "to": args.to or carrier.from_ or "",
+            "text": args.text,
+            "id": args.id or f"cli-{secrets.token_hex(8)}",
+        }
+    ).encode()
+    host, port = s.http.listen.rsplit(":", 1)
+    host = "127.0.0.1" if host in ("0.0.0.0", "") else host.strip("[]")
+    request = urllib.request.Request(
+        f"http://{host}:{port}/webhooks/{carrier.name}/inbound",
+        data=body,
+        method="POST",
+        headers={
+            "Content-Type": "application/json",
+            **(
+                {"Authorization": f"Bearer {carrier.webhook_token}"}
+                if carrier.webhook_token
+                else {}
+            ),
+        },
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as resp:
+            answer = json.load(resp)
+    except urllib.error.HTTPError as exc:
+        print(
+            f"mailsms: the gateway refused it: {exc.code} {exc.read().decode(errors='replace')}",
+            file=sys.stderr,
+        )
+        return EXIT_FAIL
+    except OSError as exc:
+        print(f"mailsms: is the gateway running on {s.http.listen}? {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    print(f"received {answer['id']}" + (" (duplicate)" if answer.get("duplicate") else ""))
+    return EXIT_OK
+
+
+def _dkim_keygen(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mailsms.mail.sign import generate_key
+
+    s = _load(args).settings
+    out = args.out or (s.dkim.key_file if s.dkim else None)
+    if not out:
+        print("mailsms: --out FILE is needed (or [dkim] key_file)", file=sys.stderr)
+        return EXIT_USAGE
+    selector = (
+        args.selector
+        or (s.dkim.selector if s.dkim and isinstance(s.dkim.selector, str) else None)
+        or "mailsms"
+    )
+    domain = args.domain or (s.dkim.domain if s.dkim else s.gateway.domain)
+    path = Path(out)
+    if path.exists():
+        print(f"mailsms: {path} exists; not overwriting a key", file=sys.stderr)
+        return EXIT_FAIL
+    key, txt = generate_key(args.algorithm, args.bits)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_bytes(key)
+    chunks = " ".join(f'"{txt[i : i + 250]}"' for i in range(0, len(txt), 250))
+    print(f"wrote {path} ({args.algorithm}); publish this DNS record:")
+    print(f"{selector}._domainkey.{domain}. IN TXT ( {chunks} )")
+    return EXIT_OK
 
 
 def _inbound_list(args: argparse.Namespace) -> int:

@@ -141,10 +141,22 @@ async def get_message(request: web.Request) -> web.Response:
         return error(
             401, "unauthorized", "a valid 'Authorization: Bearer <http.api_token>' is required"
         )
-    message = await request.app[GATEWAY].store.get(request.match_info["id"])
+    store = request.app[GATEWAY].store
+    message = await store.get(request.match_info["id"])
     if message is None:
         return error(404, "not_found", "no such message")
-    return web.json_response(message_json(message))
+    body = message_json(message)
+    body["notifications"] = [
+        {
+            "kind": n["kind"],
+            "to": n["rcpt_to"],
+            "state": n["state"],
+            "error": n["last_error"],
+            "created_at": n["created_at"],
+        }
+        for n in await store.mail_for(message.id)
+    ]
+    return web.json_response(body)
 
 
 def message_json(m: Message) -> dict[str, Any]:

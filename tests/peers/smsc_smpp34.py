@@ -10,11 +10,19 @@ command per line on stdin:
 * ``{"cmd": "batch", "n": 4}``: hold submit_sm unanswered until ``n`` are outstanding,
   then answer them all (the window check: ``outstanding`` in each ``submit`` event is
   counted here, on the SMSC side);
-* ``{"cmd": "deliver", ...deliver_sm fields, "short_message": hex, "tlvs": [[tag, hex]]}``.
+* ``{"cmd": "deliver", ...deliver_sm fields, "short_message": hex, "tlvs": [[tag, hex]]}``;
+* ``{"cmd": "release"}``: answer every held submit_sm now and stop holding (batch 0);
+* ``{"cmd": "mute_enquire_link", "on": true}``: the front stops relaying the ESME's
+  enquire_link (each is still recorded as an ``enquire_link`` event), so it goes unanswered;
+* ``{"cmd": "raw", "hex": ...}``: the front writes these octets to the ESME, between two
+  whole PDUs. Whatever the ESME answers to a sequence number >= 0x7F000000 is kept from
+  smpp34 and recorded as a ``reply`` event (command_id, status, sequence, body hex).
 
 The front listener exists because smpp34's server accepts any password (PEERS.md): it
 reads the bind, refuses a wrong password with ESME_RINVPASWD itself, and otherwise relays
-the connection byte for byte to the smpp34 server. Everything after the bind is smpp34's.
+the connection PDU by PDU to the smpp34 server. Everything after the bind is smpp34's,
+except what the commands above inject or hold back. Events carry ``t``, the SMSC's
+``time.monotonic()``, so tests can bound elapsed time on the SMSC's side.
 
 Imported, :class:`Smpp34Smsc` starts and drives that child from a test. It lives in its
 own process so a test can kill it (SIGKILL) mid-run and start it again on the same port.
@@ -30,7 +38,8 @@ import os
 import signal
 import struct
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -132,7 +141,14 @@ class Smpp34Smsc:
 # ---- the child process -----------------------------------------------------------------
 
 
+# Sequence numbers from here up are the front's own (``raw``): the ESME's answers to them
+# are recorded, not relayed to smpp34, which never sent those requests.
+INJECTED_SEQUENCE = 0x7F00_0000
+ENQUIRE_LINK = 0x0000_0015
+
+
 def _emit(event: Event) -> None:
+    event.setdefault("t", time.monotonic())
     sys.stdout.write(json.dumps(event) + "\n")
     sys.stdout.flush()
 
@@ -173,6 +189,8 @@ class _Child:
         self.batch = 0
         self.script: list[int | None] = []
         self.counter = 0
+        self.mute_enquire_link = False
+        self.clients: list[asyncio.StreamWriter] = []
 
     async def run(self, port: int) -> None:
         before = _listening_ports()
@@ -202,7 +220,31 @@ class _Child:
             return
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.inner_port)
         up_writer.write(head + body)
-        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+        self.clients.append(writer)
+        try:
+            await asyncio.gather(self._upstream(reader, up_writer), _pipe(up_reader, writer))
+        finally:
+            self.clients.remove(writer)
+
+    async def _upstream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """ESME -> smpp34, PDU by PDU: record enquire_link, keep answers to injected PDUs."""
+        try:
+            async for frame in _frames(reader):
+                _, command_id, status, seq = struct.unpack_from(">IIII", frame)
+                if command_id == ENQUIRE_LINK:
+                    _emit({"event": "enquire_link", "muted": self.mute_enquire_link})
+                    if self.mute_enquire_link:
+                        continue
+                if seq >= INJECTED_SEQUENCE and command_id & 0x8000_0000:
+                    reply = {"command_id": command_id, "status": status, "sequence": seq}
+                    _emit({"event": "reply", **reply, "body": frame[16:].hex()})
+                    continue
+                writer.write(frame)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
 
     async def _events(self) -> None:
         smpp34 = self.smpp34
@@ -267,6 +309,17 @@ class _Child:
                 self.script += command["statuses"]
             elif kind == "batch":
                 self.batch = command["n"]
+            elif kind == "release":
+                self.batch = 0
+                for held, mid in self.held:
+                    held.accept(mid)
+                self.outstanding -= len(self.held)
+                self.held.clear()
+            elif kind == "mute_enquire_link":
+                self.mute_enquire_link = bool(command["on"])
+            elif kind == "raw":
+                for client in self.clients:
+                    client.write(bytes.fromhex(command["hex"]))
             elif kind == "deliver":
                 asyncio.create_task(self._deliver(command))  # noqa: RUF006 - lives with the process
 
@@ -286,10 +339,22 @@ class _Child:
             _emit({"event": "deliver_resp", "tag": tag, "status": None, "error": repr(exc)})
 
 
+async def _frames(reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
+    """Whole PDUs from a stream, until it ends."""
+    while True:
+        try:
+            head = await reader.readexactly(4)
+            length = int.from_bytes(head, "big")
+            yield head + await reader.readexactly(max(0, length - 4))
+        except asyncio.IncompleteReadError:
+            return
+
+
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """smpp34 -> ESME, PDU by PDU, so that ``raw`` never lands inside a PDU."""
     try:
-        while data := await reader.read(65536):
-            writer.write(data)
+        async for frame in _frames(reader):
+            writer.write(frame)
             await writer.drain()
     except (ConnectionError, OSError):
         pass

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import random
 import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from aiolimiter import AsyncLimiter
 from pydantic import Field, field_validator
@@ -313,7 +312,7 @@ class SmppCarrier(Carrier):
                 self._inflight.idle.set()
         if self.config.concat == "payload":
             ids = ids * len(sms.parts)
-        log.info(
+        log.debug(  # the dispatcher logs each submit at info already
             "submitted %s in %d part(s)",
             sms.message_id,
             len(ids),
@@ -330,6 +329,8 @@ class SmppCarrier(Carrier):
         ]
         if not sessions:
             raise TemporaryFailure(f"{self.name}: no SMPP bind is up ({self.health().detail})")
+        if len(sessions) == 1:
+            return sessions[0]
         self._turn += 1
         start = self._turn % len(sessions)
         rotated = sessions[start:] + sessions[:start]  # ties go round-robin
@@ -353,7 +354,9 @@ class SmppCarrier(Carrier):
         source, ton, npi = source_address(
             sms.source_addr or c.from_ or "", c.source_ton, c.source_npi
         )
-        common = ShortMessage(
+        # Keyword arguments shared by every part (a dict, not dataclasses.replace per part:
+        # this runs for every submit_sm).
+        common: dict[str, Any] = dict(
             source_addr=source,
             source_addr_ton=ton,
             source_addr_npi=npi,
@@ -370,7 +373,7 @@ class SmppCarrier(Carrier):
             dcs = payloads[0][0]
             data = b"".join(p for _, p in payloads)
             tlv = (int(Tag.MESSAGE_PAYLOAD), data)
-            return [dataclasses.replace(common, data_coding=dcs, tlvs=(tlv,))]
+            return [ShortMessage(**common, data_coding=dcs, tlvs=(tlv,))]
         return [self._part_body(common, part, ucs2) for part in sms.parts]
 
     def _coded(self, part: PartSpec, ucs2: bool) -> tuple[int, bytes]:
@@ -385,15 +388,15 @@ class SmppCarrier(Carrier):
                 pass  # a GSM character outside ASCII/Latin-1 (Greek, say): send septets
         return 0x00, part.payload
 
-    def _part_body(self, common: ShortMessage, part: PartSpec, ucs2: bool) -> ShortMessage:
+    def _part_body(self, common: dict[str, Any], part: PartSpec, ucs2: bool) -> ShortMessage:
         dcs, data = self._coded(part, ucs2)
         udh: bytes = part.udh
         tlvs: tuple[Tlv, ...] = ()
         if self.config.concat == "sar" and udh:
             udh, tlvs = _sar(udh)
         esm_class = UDHI if udh else 0
-        return dataclasses.replace(
-            common, data_coding=dcs, esm_class=esm_class, short_message=udh + data, tlvs=tlvs
+        return ShortMessage(
+            **common, data_coding=dcs, esm_class=esm_class, short_message=udh + data, tlvs=tlvs
         )
 
     # ---- deliver_sm ------------------------------------------------------------------

@@ -11,6 +11,7 @@ section 4 (C-octet strings include their terminating NUL in the maximum).
 from __future__ import annotations
 
 import enum
+import functools
 import struct
 import time
 from dataclasses import dataclass, field
@@ -340,14 +341,14 @@ def frame_length(header: bytes) -> int:
 class _Reader:
     """A cursor over a PDU body that raises PduError instead of IndexError."""
 
-    def __init__(self, data: bytes, error: PduError) -> None:
+    def __init__(self, data: bytes, command_id: int, sequence: int) -> None:
         self.data = data
         self.pos = 0
-        self._error = error
+        self._command_id = command_id
+        self._sequence = sequence
 
     def fail(self, message: str, status: int) -> PduError:
-        e = self._error
-        return PduError(message, status, command_id=e.command_id, sequence=e.sequence)
+        return PduError(message, status, command_id=self._command_id, sequence=self._sequence)
 
     def u8(self, name: str) -> int:
         if self.pos >= len(self.data):
@@ -414,8 +415,7 @@ def decode(frame: bytes) -> Pdu:
             command_id=command_id,
             sequence=sequence,
         ) from None
-    context = PduError("", 0, command_id=command_id, sequence=sequence)
-    r = _Reader(frame[HEADER_SIZE:], context)
+    r = _Reader(frame[HEADER_SIZE:], command_id, sequence)
     body = _decode_body(cid, status, r)
     if not r.at_end():
         raise r.fail(f"{len(r.data) - r.pos} trailing octets", ESME_RINVCMDLEN)
@@ -526,4 +526,10 @@ def response_id(command_id: CommandId) -> CommandId:
 
 def absolute_time(timestamp: float) -> str:
     """SMPP absolute time ``YYMMDDhhmmsstnnp`` in UTC (section 7.1.1), e.g. for validity."""
-    return time.strftime("%y%m%d%H%M%S", time.gmtime(timestamp)) + "000+"
+    return _absolute_second(int(timestamp))
+
+
+@functools.lru_cache(maxsize=256)
+def _absolute_second(second: int) -> str:
+    # Cached: messages queued in the same second share their validity period.
+    return time.strftime("%y%m%d%H%M%S", time.gmtime(second)) + "000+"

@@ -116,12 +116,16 @@ def error_code(err: str | None) -> str | None:
     return err
 
 
+_DECIMAL = re.compile(r"[0-9]+").fullmatch
+_HEX = re.compile(r"[0-9a-fA-F]+").fullmatch
+
+
 def _value_keys(carrier_id: str) -> list[str]:
     """Keys under which an id is findable: itself, and its numeric value(s)."""
     keys = [f"s:{carrier_id.lower()}"]
-    if re.fullmatch(r"[0-9]+", carrier_id):
+    if _DECIMAL(carrier_id):
         keys.append(f"n:{int(carrier_id, 10)}")
-    if re.fullmatch(r"[0-9a-fA-F]+", carrier_id):
+    if _HEX(carrier_id):
         keys.append(f"n:{int(carrier_id, 16)}")
     return keys
 
@@ -129,10 +133,10 @@ def _value_keys(carrier_id: str) -> list[str]:
 def candidate_ids(receipt_id: str) -> tuple[str, ...]:
     """Renderings of a receipt id a store may hold: as given, decimal->hex, hex->decimal."""
     out = [receipt_id]
-    if re.fullmatch(r"[0-9]+", receipt_id):
+    if _DECIMAL(receipt_id):
         value = int(receipt_id, 10)
         out += [f"{value:x}", f"{value:X}"]
-    if re.fullmatch(r"[0-9a-fA-F]+", receipt_id):
+    if _HEX(receipt_id):
         out.append(str(int(receipt_id, 16)))
     return tuple(dict.fromkeys(out))
 
@@ -165,10 +169,10 @@ class IdIndex:
         exact = self._keys.get(f"s:{receipt_id.lower()}")
         if exact is not None:
             return exact
-        if re.fullmatch(r"[0-9]+", receipt_id):
+        if _DECIMAL(receipt_id):
             found = self._keys.get(f"n:{int(receipt_id, 10)}")
             if found is not None:
                 return found
-        if re.fullmatch(r"[0-9a-fA-F]+", receipt_id):
+        if _HEX(receipt_id):
             return self._keys.get(f"n:{int(receipt_id, 16)}")
         return None

@@ -64,10 +64,18 @@ class SessionConfig:
     ssl: ssl.SSLContext | None = None
 
 
+# Above this many octets waiting in the transport, a sender waits for the socket to drain.
+_HIGH_WATER = 64 * 1024
+
+
 @dataclass(slots=True)
 class _Pending:
+    """A request sent and not answered yet: its future, its slot, its current timer."""
+
     future: asyncio.Future[Pdu]
     windowed: bool
+    command_id: CommandId
+    timer: asyncio.TimerHandle | None = None
 
 
 class Session:
@@ -83,8 +91,10 @@ class Session:
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._write_lock = asyncio.Lock()
+        self._out: list[bytes] = []  # PDUs queued in this loop turn, written as one
         self._window = asyncio.Semaphore(config.window)
         self._pending: dict[int, _Pending] = {}
+        self._outstanding = 0  # windowed entries of _pending
         self._sequence = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._last_rx = time.monotonic()
@@ -173,7 +183,7 @@ class Session:
     @property
     def outstanding(self) -> int:
         """Requests in the window (sent, no response yet)."""
-        return sum(1 for p in self._pending.values() if p.windowed)
+        return self._outstanding
 
     # ---- requests --------------------------------------------------------------------
 
@@ -181,35 +191,46 @@ class Session:
         """Send submit_sm or data_sm within the window; TemporaryFailure on timeout."""
         if not self.bound:
             raise TemporaryFailure(f"{self.label} is not bound")
-        try:
-            await asyncio.wait_for(self._window.acquire(), self.config.request_timeout)
-        except TimeoutError:
-            raise TemporaryFailure(f"{self.label}: window full for too long") from None
+        if self._window.locked():  # only then is a timer worth its cost (wait_for = a task)
+            try:
+                await asyncio.wait_for(self._window.acquire(), self.config.request_timeout)
+            except TimeoutError:
+                raise TemporaryFailure(f"{self.label}: window full for too long") from None
+        else:
+            await self._window.acquire()  # returns at once
         return await self._request(command_id, body, windowed=True)
 
     async def _request(self, command_id: CommandId, body: Body, *, windowed: bool) -> Pdu:
-        """Send one request and await its response; the window slot is already held."""
+        """Send one request and await its response; the window slot is already held.
+
+        One timer per request, not ``wait_for``: at ``request_timeout`` it fails the caller
+        with TemporaryFailure but keeps the slot, which the response, or a second timeout,
+        gives back (a slow SMSC must not see more than ``window`` submits at once). A caller
+        cancelled while waiting leaves the slot to the same timer.
+        """
         seq = self._next_sequence()
-        future: asyncio.Future[Pdu] = asyncio.get_running_loop().create_future()
-        pending = _Pending(future, windowed)
+        loop = asyncio.get_running_loop()
+        pending = _Pending(loop.create_future(), windowed, command_id)
         self._pending[seq] = pending
+        self._outstanding += windowed
+        pending.timer = loop.call_later(self.config.request_timeout, self._late, seq, pending)
         try:
             await self._send(Pdu(command_id, seq, 0, body))
         except (OSError, ValueError) as exc:
             self._finish(seq, pending, TemporaryFailure(f"{self.label}: send failed: {exc}"))
+        return await pending.future
+
+    def _late(self, seq: int, pending: _Pending) -> None:
+        """First timeout: fail the caller, keep the slot for one more timeout."""
+        if self._pending.get(seq) is not pending:
+            return
         timeout = self.config.request_timeout
-        try:
-            return await asyncio.wait_for(asyncio.shield(future), timeout)
-        except asyncio.CancelledError:
-            asyncio.get_running_loop().call_later(timeout, self._expire, seq, pending)
-            raise
-        except TimeoutError:
-            # The slot stays taken until the response arrives, or for one more timeout:
-            # an SMSC that is only slow must not see more than `window` submits at once.
-            asyncio.get_running_loop().call_later(timeout, self._expire, seq, pending)
-            raise TemporaryFailure(
-                f"{self.label}: no {command_id.name.lower()}_resp within {timeout:g}s"
-            ) from None
+        if not pending.future.done():
+            name = pending.command_id.name.lower()
+            failure = TemporaryFailure(f"{self.label}: no {name}_resp within {timeout:g}s")
+            pending.future.set_exception(failure)
+        loop = asyncio.get_running_loop()
+        pending.timer = loop.call_later(timeout, self._expire, seq, pending)
 
     def _expire(self, seq: int, pending: _Pending) -> None:
         if self._pending.get(seq) is pending:
@@ -219,7 +240,10 @@ class Session:
         if self._pending.get(seq) is not pending:
             return
         del self._pending[seq]
+        if pending.timer is not None:
+            pending.timer.cancel()
         if pending.windowed:
+            self._outstanding -= 1
             self._window.release()
         if pending.future.done():
             return
@@ -236,12 +260,27 @@ class Session:
         return self._sequence
 
     async def _send(self, pdu: Pdu) -> None:
+        """Queue one PDU for this loop turn's write; wait only when the socket is backed up.
+
+        PDUs sent in the same turn (a window's worth of submits woken by one read of
+        responses) go out in one write: one syscall instead of one per PDU.
+        """
         data = encode(pdu)
-        if self._writer is None or self._writer.is_closing():
+        writer = self._writer
+        if writer is None or writer.is_closing():
             raise OSError("connection is closed")
-        async with self._write_lock:
+        self._out.append(data)
+        if len(self._out) == 1:
+            asyncio.get_running_loop().call_soon(self._flush)
+        if writer.transport.get_write_buffer_size() > _HIGH_WATER:
+            async with self._write_lock:
+                await writer.drain()
+
+    def _flush(self) -> None:
+        data = b"".join(self._out)
+        self._out.clear()
+        if self._writer is not None and not self._writer.is_closing():
             self._writer.write(data)
-            await self._writer.drain()
 
     # ---- incoming --------------------------------------------------------------------
 

@@ -57,6 +57,7 @@ class Notifier:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self.sent = 0
+        self._last_sweep = 0.0
 
     def wake(self) -> None:
         self._wake.set()
@@ -86,16 +87,19 @@ class Notifier:
         """One pass: expire silent messages, send due DSNs, send delay notices."""
         now = self.clock()
         dlr = self.settings.dlr
-        expired = await self.store.expire_stale(now - dlr.timeout, now, now - dlr.unknown_keep)
-        if expired:
-            log.info(
-                "expired without report", extra={"event": "dlr_timeout", "count": len(expired)}
-            )
         queued = 0
-        for row, events in await self.store.dsn_due():
+        for row, events in await self.store.dsn_due():  # indexed: cheap on every wake
             queued += await self._send(row, str(row["dsn_due"]), events, now)
-        for row in await self.store.delay_due(now - self.settings.dsn.delay_after):
-            queued += await self._send(row, "delayed", (), now)
+        if now - self._last_sweep >= self.interval:  # scans: at most once per interval
+            self._last_sweep = now
+            expired = await self.store.expire_stale(now - dlr.timeout, now, now - dlr.unknown_keep)
+            if expired:
+                log.info(
+                    "expired without report", extra={"event": "dlr_timeout", "n": len(expired)}
+                )
+                self._wake.set()  # their failure DSNs are due now
+            for row in await self.store.delay_due(now - self.settings.dsn.delay_after):
+                queued += await self._send(row, "delayed", (), now)
         if queued:
             self.relay_wake()
 

@@ -470,7 +470,8 @@ class SqlStore(MailOps, abc.ABC):
             tx.execute("purge_pending_reports", {"before": purge_before})
             return ids
 
-        return await self._run(op)
+        # Not fsynced: lost in a power cut, the next sweep simply expires them again.
+        return await self._run(op, durable=False)
 
     async def queue_depth(self) -> dict[str, int]:
         rows = await self._run(lambda tx: tx.fetchall("queue_depth", {}))

@@ -161,6 +161,8 @@ class Gateway:
                 hostname=s.gateway.hostname,
                 max_size=s.smtp.max_message_size,
                 timeout=s.smtp.timeout,
+                socket_mode=int(s.smtp.lmtp_socket_mode, 8) if s.smtp.lmtp_socket_mode else None,
+                socket_group=s.smtp.lmtp_socket_group,
             )
             self.listening.servers.append(server)
             name = server.sockets[0].getsockname()

@@ -78,9 +78,30 @@ class GatewaySettings(_Section):
 class SmtpSettings(_Section):
     listen: Listen | None = "127.0.0.1:2525"
     lmtp_listen: Listen | None = None
+    lmtp_socket_mode: str | None = None  # e.g. "0660", for lmtp_listen = "unix:..."
+    lmtp_socket_group: str | None = None  # e.g. "postfix"
     max_message_size: int = Field(default=10 * 1024 * 1024, ge=1024)
     max_recipients: int = Field(default=50, ge=1)
     timeout: Duration = 300.0
+
+    @field_validator("lmtp_socket_mode")
+    @classmethod
+    def _mode(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"0?[0-7]{3}", v):
+            raise ValueError(f"{v!r} is not an octal file mode such as '0660'")
+        return v
+
+    @field_validator("lmtp_socket_group")
+    @classmethod
+    def _group(cls, v: str | None) -> str | None:
+        import grp
+
+        if v is not None:
+            try:
+                grp.getgrnam(v)
+            except KeyError:
+                raise ValueError(f"no group named {v!r} on this system") from None
+        return v
 
 
 class HttpSettings(_Section):

@@ -61,12 +61,27 @@ class DsnEnvelope:
 
 @dataclass(frozen=True, slots=True)
 class Accepted:
-    ids: tuple[str, ...]
+    """The ids of what was queued, per recipient (a split message has several)."""
+
+    per_recipient: tuple[tuple[str, ...], ...]
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        return tuple(id for ids in self.per_recipient for id in ids)
 
     @property
     def reply(self) -> str:
-        more = f" (+{len(self.ids) - 1} more)" if len(self.ids) > 1 else ""
-        return f"250 2.0.0 queued as {self.ids[0]}{more}"
+        """The SMTP DATA reply: one for the whole transaction."""
+        return _queued(self.ids)
+
+    def replies(self) -> list[str]:
+        """LMTP's DATA replies: one per recipient, each naming its own message."""
+        return [_queued(ids) for ids in self.per_recipient]
+
+
+def _queued(ids: tuple[str, ...]) -> str:
+    more = f" (+{len(ids) - 1} more)" if len(ids) > 1 else ""
+    return f"250 2.0.0 queued as {ids[0]}{more}"
 
 
 class RefusedError(Exception):
@@ -204,6 +219,7 @@ class Intake:
     ) -> Accepted:
         now = self.clock()
         messages: list[NewMessage] = []
+        per_recipient: list[tuple[str, ...]] = []
         conversations: list[dict[str, object]] = []
         thread = await self._thread(mail)
         for index, rcpt in enumerate(recipients):
@@ -211,6 +227,7 @@ class Intake:
             if source is None and thread is not None and thread.phone == rcpt.number:
                 source = thread.our_number or None  # a reply keeps its conversation's number
             params = dsn.params(index) if dsn is not None else None
+            first = len(messages)
             for encoded in await self._encode(text, rcpt.number):
                 messages.append(
                     NewMessage(
@@ -232,6 +249,7 @@ class Intake:
                         **_dsn_fields(params, raw),
                     )
                 )
+            per_recipient.append(tuple(m.id for m in messages[first:]))
             if mail is not None:
                 conversations.append(self._conversation(sender, rcpt, source, carrier, mail, text))
         try:
@@ -253,7 +271,7 @@ class Intake:
                     "origin": origin,
                 },
             )
-        return Accepted(tuple(m.id for m in messages))
+        return Accepted(tuple(per_recipient))
 
     async def _thread(self, mail: Extracted | None) -> Conversation | None:
         """The conversation a reply mail continues (its In-Reply-To / References)."""

@@ -8,7 +8,9 @@ recipient, in RCPT order, as RFC 2033 requires. ``250`` goes out only after the 
 from __future__ import annotations
 
 import asyncio
+import grp
 import logging
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -157,15 +159,24 @@ class IntakeHandler:
                 envelope.rcpt_tos,
                 envelope.mailsms_dsn,  # type: ignore[attr-defined]
             )
-            reply = accepted.reply
         except RefusedError as exc:
-            reply = exc.refusal.reply
+            replies = [exc.refusal.reply] * len(rcpts)
         except Exception:  # never drop the session on a bug; the client keeps the mail
             log.exception("intake failed", extra={"event": "intake_bug"})
-            reply = "451 4.3.0 Internal error, try again later"
-        if self.lmtp:
-            return "\r\n".join([reply] * len(rcpts))
-        return reply
+            replies = ["451 4.3.0 Internal error, try again later"] * len(rcpts)
+        else:
+            if not self.lmtp:
+                return accepted.reply
+            replies = accepted.replies()
+        return "\r\n".join(replies) if self.lmtp else replies[0]
+
+
+def _socket_access(path: str, mode: int | None, group: str | None) -> None:
+    """Let the MTA's LMTP client (Postfix runs it as ``postfix``) connect to the socket."""
+    if group is not None:
+        os.chown(path, -1, grp.getgrnam(group).gr_gid)
+    if mode is not None:
+        os.chmod(path, mode)
 
 
 def _options(server: SMTP) -> list[str]:
@@ -189,6 +200,8 @@ async def start_server(
     hostname: str | None,
     max_size: int,
     timeout: float,
+    socket_mode: int | None = None,
+    socket_group: str | None = None,
 ) -> asyncio.base_events.Server:
     """Listen on ``host:port`` or ``unix:/path`` with the SMTP or LMTP protocol."""
     handler = IntakeHandler(intake, lmtp=lmtp)
@@ -209,6 +222,9 @@ async def start_server(
 
     loop = asyncio.get_running_loop()
     if listen.startswith("unix:"):
-        return await loop.create_unix_server(factory, listen[len("unix:") :])
+        path = listen[len("unix:") :]
+        server = await loop.create_unix_server(factory, path)
+        _socket_access(path, socket_mode, socket_group)
+        return server
     host, _, port = listen.rpartition(":")
     return await loop.create_server(factory, host.strip("[]"), int(port))

@@ -7,6 +7,9 @@ ephemeral port; replies are checked code and enhanced status both.
 from __future__ import annotations
 
 import asyncio
+import grp
+import os
+import stat
 import smtplib
 import socket
 from email.message import EmailMessage
@@ -265,14 +268,24 @@ async def test_lmtp_answers_per_recipient(gateway_factory: GatewayFactory) -> No
         lmtp_session, socket.create_connection((host, port), timeout=10), rcpts
     )
     assert [ln[:9] for ln in lines[-4:-1]] == [b"354 End d", b"250 2.0.0", b"250 2.0.0"]
+    ids = [ln.split()[-1] for ln in lines[-3:-1]]
+    assert ids[0] != ids[1]  # each recipient's reply names its own message
     assert any(ln.startswith(b"550 5.1.1") for ln in lines)
     assert len(await gw.store.list_messages()) == 2
 
 
 async def test_lmtp_over_a_unix_socket(gateway_factory: GatewayFactory, tmp_path: Path) -> None:
     path = f"{tmp_path}/lmtp.sock"
-    gw = await gateway_factory(smtp={"listen": None, "lmtp_listen": f"unix:{path}"})
+    gw = await gateway_factory(
+        smtp={
+            "listen": None,
+            "lmtp_listen": f"unix:{path}",
+            "lmtp_socket_mode": "0660",
+            "lmtp_socket_group": grp.getgrgid(os.getgid()).gr_name,
+        }
+    )
     assert gw.listening.lmtp == path
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o660
     sock = socket.socket(socket.AF_UNIX)
     sock.settimeout(10)
     sock.connect(path)

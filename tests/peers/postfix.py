@@ -38,7 +38,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -46,7 +46,9 @@ from tests.conftest import need_peer
 
 SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin"])
 SMS_DOMAIN = "sms.example.test"
-STAR_COLLISIONS = 5  # fresh ports tried when another process grabbed the one we picked
+START_TRIES = 5  # fresh ports tried when another process grabbed the one we picked
+POLL_INTERVAL = 0.02  # seconds between reads of the Postfix log
+T = TypeVar("T")
 
 # Everything a test instance needs, beside the paths, the port and the transport map.
 # Comments say why a setting is here; deploy/postfix/main.cf.snippet is the operator's copy.
@@ -74,6 +76,8 @@ BASE_MAIN_CF: dict[str, str] = {
     "smtp_host_lookup": "native",
     "lmtp_host_lookup": "native",
     "smtputf8_enable": "no",
+    # Debian's main.cf sets it; the leading "+" of our E.164 local parts must survive it.
+    "recipient_delimiter": "+",
     "biff": "no",
     # Deferred mail comes back within a test, and undeliverable bounces are not kept.
     "queue_run_delay": "1s",
@@ -96,6 +100,17 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def shared_temp_dir(prefix: str) -> Path:
+    """A fresh directory the ``postfix`` user can traverse (mode 0755), with a short path.
+
+    pytest's ``tmp_path`` does not fit: it is 0700 and long (a Unix socket name has room
+    for about 100 bytes). The caller removes it.
+    """
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    root.chmod(0o755)
+    return root
 
 
 @dataclass
@@ -133,6 +148,7 @@ class Postfix:
         root: Path,
         transport: Mapping[str, str],
         main: Mapping[str, str] | None = None,
+        files: Mapping[str, str] | None = None,
     ) -> None:
         self.root = root
         self.etc = root / "etc"
@@ -141,6 +157,7 @@ class Postfix:
         self.maillog = root / "log" / "maillog"
         self.transport = dict(transport)
         self.extra = dict(main or {})
+        self.files = dict(files or {})
         self.hostname = f"mx-{os.getpid()}-{root.name[-8:].lower()}.postfix.test"
         self.port = 0
         self.running = False
@@ -157,7 +174,7 @@ class Postfix:
             "myhostname": self.hostname,
             "myorigin": "$myhostname",
             "smtpd_banner": "$myhostname ESMTP",
-            "transport_maps": f"texthash:{self.etc}/transport",
+            "transport_maps": "texthash:$config_directory/transport",
             **self.extra,
         }
 
@@ -201,6 +218,13 @@ class Postfix:
         (self.etc / "master.cf").write_text(self.master_cf())
         lines = "".join(f"{domain} {nexthop}\n" for domain, nexthop in self.transport.items())
         (self.etc / "transport").write_text(lines)
+        for name, text in self.files.items():
+            (self.etc / name).write_text(text)
+        # Postfix waits (in 0.3 s steps, about 2 s) for a main.cf changed in the last
+        # seconds to "settle"; an old mtime makes every start that much faster.
+        past = time.time() - 60
+        for path in self.etc.iterdir():
+            os.utime(path, (past, past))
 
     # ---- commands -----------------------------------------------------------------------
 
@@ -220,12 +244,13 @@ class Postfix:
         """Try one port; False when the smtpd port was taken meanwhile (retry another)."""
         self.port = free_port()
         self._write_config()
+        seen = len(self.log())
         done = self._run("postfix", "-c", str(self.etc), "start", check=False)
         if done.returncode == 0:
             self.running = True
             return True
         self._kill_stragglers()
-        if "Address already in use" in self.log():
+        if "Address already in use" in self.log()[seen:]:
             return False
         raise RuntimeError(
             f"postfix start exited {done.returncode}: {done.stderr.strip()}\n"
@@ -233,24 +258,22 @@ class Postfix:
         )
 
     def start_sync(self) -> None:
-        for _ in range(STAR_COLLISIONS):
+        for _ in range(START_TRIES):
             if self._start_once():
                 self._wait_banner()
                 return
-        raise RuntimeError(f"postfix: no free port after {STAR_COLLISIONS} tries")
+        raise RuntimeError(f"postfix: no free port after {START_TRIES} tries")
 
     def _wait_banner(self, within: float = 10.0) -> None:
-        """Our own smtpd answers on ``self.port`` (not some other listener)."""
+        """Our own smtpd answers on ``self.port`` (its banner names our hostname)."""
         deadline = time.monotonic() + within
         while True:
-            try:
-                with smtplib.SMTP("127.0.0.1", self.port, timeout=5) as client:
-                    code, banner = client.noop()
-                    if code == 250:
-                        return
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
+            with contextlib.suppress(OSError), smtplib.SMTP(timeout=5) as client:
+                code, banner = client.connect("127.0.0.1", self.port)
+                if code == 220 and self.hostname.encode() in banner:
+                    return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no Postfix banner on port {self.port}:\n{self.log()}")
             time.sleep(0.02)
 
     def stop_sync(self) -> None:
@@ -292,8 +315,10 @@ class Postfix:
     async def stop(self) -> None:
         await asyncio.to_thread(self.stop_sync)
 
-    def _submit_sync(self, sender: str, rcpts: list[str], data: bytes) -> Submission:
-        with smtplib.SMTP("127.0.0.1", self.port, timeout=10) as client:
+    def _submit_sync(
+        self, sender: str, rcpts: list[str], data: bytes, source: tuple[str, int] | None
+    ) -> Submission:
+        with smtplib.SMTP("127.0.0.1", self.port, timeout=10, source_address=source) as client:
             client.ehlo("client.example.test")
             code, text = client.mail(sender)
             if code != 250:
@@ -311,19 +336,34 @@ class Postfix:
                 raise smtplib.SMTPDataError(code, reply)
             return Submission(reply.rsplit(" ", 1)[-1], refused, reply)
 
-    async def submit(self, sender: str, to: str | list[str], data: bytes) -> Submission:
-        """Hand a mail to Postfix's smtpd as any client would; its queue id and refusals."""
+    async def submit(
+        self,
+        sender: str,
+        to: str | list[str],
+        data: bytes,
+        source_address: tuple[str, int] | None = None,
+    ) -> Submission:
+        """Hand a mail to Postfix's smtpd as any client would; its queue id and refusals.
+
+        ``source_address=("127.0.0.2", 0)`` plays a client outside ``mynetworks`` when the
+        instance was started with ``mynetworks = 127.0.0.1/32``.
+        """
         rcpts = [to] if isinstance(to, str) else list(to)
-        return await asyncio.to_thread(self._submit_sync, sender, rcpts, data)
+        return await asyncio.to_thread(self._submit_sync, sender, rcpts, data, source_address)
 
     async def flush(self) -> None:
         """``postqueue -f``: retry every deferred message now."""
         await asyncio.to_thread(self._run, "postqueue", "-c", str(self.etc), "-f")
 
     async def queue(self) -> list[dict[str, Any]]:
-        """``postqueue -j``: one dict per queued message (queue_name, recipients, ...)."""
+        """``postqueue -j``: one dict per queued message (queue_name, recipients, ...).
+
+        showq scans one queue directory after another, so a message that moves (active ->
+        deferred) during the scan is listed twice; the later listing is kept.
+        """
         done = await asyncio.to_thread(self._run, "postqueue", "-c", str(self.etc), "-j")
-        return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+        entries = (json.loads(line) for line in done.stdout.splitlines() if line.strip())
+        return list({e["queue_id"]: e for e in entries}.values())
 
     def log(self) -> str:
         try:
@@ -336,18 +376,19 @@ class Postfix:
         for line in self.log().splitlines():
             m = DELIVERY.search(line)
             if m and (queue_id is None or m["qid"] == queue_id):
-                found.append(Delivery(m["qid"], m["to"], m["relay"], m["status"], m["detail"], line))
+                found.append(
+                    Delivery(m["qid"], m["to"], m["relay"], m["status"], m["detail"], line)
+                )
         return found
 
     async def wait_log(self, pattern: str, within: float = 15.0) -> re.Match[str]:
         """The first log line matching ``pattern`` (a regex), polling until ``within``."""
         regex = re.compile(pattern)
-        async with asyncio.timeout(within):
-            while True:
-                for line in self.log().splitlines():
-                    if m := regex.search(line):
-                        return m
-                await asyncio.sleep(0.02)
+
+        def found() -> re.Match[str] | None:
+            return next(filter(None, map(regex.search, self.log().splitlines())), None)
+
+        return await self._poll(found, within, f"no log line matches {pattern!r}")
 
     async def wait_deliveries(
         self, queue_id: str, count: int, within: float = 15.0, final: bool = True
@@ -355,19 +396,20 @@ class Postfix:
         """The first ``count`` delivery lines of ``queue_id`` (only final ones if ``final``:
         ``sent``/``bounced``, not ``deferred``)."""
 
-        def matching() -> list[Delivery]:
-            ds = self.deliveries(queue_id)
-            return [d for d in ds if d.status != "deferred"] if final else ds
+        def found() -> list[Delivery] | None:
+            ds = [d for d in self.deliveries(queue_id) if not final or d.status != "deferred"]
+            return ds[:count] if len(ds) >= count else None
 
-        try:
-            async with asyncio.timeout(within):
-                while len(matching()) < count:
-                    await asyncio.sleep(0.02)
-        except TimeoutError:
-            raise AssertionError(
-                f"{queue_id}: wanted {count} deliveries, log has:\n{self.log()[-4000:]}"
-            ) from None
-        return matching()[:count]
+        return await self._poll(found, within, f"{queue_id}: fewer than {count} deliveries")
+
+    async def _poll(self, found: Callable[[], T | None], within: float, what: str) -> T:
+        """Postfix signals nothing to an outside process: re-read its log every 20 ms."""
+        deadline = time.monotonic() + within
+        while (result := found()) is None:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{what} after {within}s; log:\n{self.log()[-4000:]}")
+            await asyncio.sleep(POLL_INTERVAL)
+        return result
 
 
 PostfixFactory = Callable[..., Awaitable[Postfix]]
@@ -382,12 +424,12 @@ async def postfix_instances() -> AsyncIterator[PostfixFactory]:
         need_peer(False, "a private Postfix instance must be started as root")
     started: list[Postfix] = []
 
-    async def make(transport: Mapping[str, str], main: Mapping[str, str] | None = None) -> Postfix:
-        # A short path of our own: pytest's tmp_path is 0700 (the postfix user must
-        # traverse it) and long (Unix socket names are limited to ~100 bytes).
-        root = Path(tempfile.mkdtemp(prefix="mailsms-pf-"))
-        root.chmod(0o755)
-        pf = Postfix(root, transport, main)
+    async def make(
+        transport: Mapping[str, str],
+        main: Mapping[str, str] | None = None,
+        files: Mapping[str, str] | None = None,
+    ) -> Postfix:
+        pf = Postfix(shared_temp_dir("mailsms-pf-"), transport, main, files)
         started.append(pf)
         return await pf.start()
 
@@ -401,6 +443,10 @@ async def postfix_instances() -> AsyncIterator[PostfixFactory]:
 
 @pytest.fixture
 async def postfix_factory() -> AsyncIterator[PostfixFactory]:
-    """``await postfix_factory({"sms.example.test": "smtp:[127.0.0.1]:PORT"}, main={...})``."""
+    """``await postfix_factory({"sms.example.test": "smtp:[127.0.0.1]:PORT"}, main={...})``.
+
+    ``main`` adds or overrides ``main.cf`` settings; ``files`` are written into the config
+    directory, for maps that ``main`` names as ``texthash:$config_directory/NAME``.
+    """
     async with postfix_instances() as make:
         yield make

@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 import grp
 import os
-import stat
 import smtplib
 import socket
+import stat
 from email.message import EmailMessage
 from pathlib import Path
 

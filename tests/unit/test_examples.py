@@ -20,9 +20,7 @@ def test_commented_carrier_blocks_load_when_uncommented(tmp_path: Path) -> None:
     text = EXAMPLE.read_text()
     blocks = re.findall(r"^# \[\[carrier\]\]\n(?:^# .*\n)+", text, flags=re.MULTILINE)
     assert len(blocks) >= 2
-    uncommented = "\n".join(
-        re.sub(r"^# ", "", b, flags=re.MULTILINE) for b in blocks
-    )
+    uncommented = "\n".join(re.sub(r"^# ", "", b, flags=re.MULTILINE) for b in blocks)
     path = tmp_path / "carriers.toml"
     path.write_text(uncommented)
     loaded = load(path, env={})

@@ -31,6 +31,7 @@ from mailsms.store.base import SqlStore
 log = logging.getLogger("mailsms.notify")
 
 _CODE = re.compile(r"\(code ([^)]+)\)")
+_COALESCE = 0.05
 
 
 class Notifier:
@@ -82,6 +83,9 @@ class Notifier:
                 log.exception("notifier failed", extra={"event": "notify_bug"})
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.interval)
+            # Wakes come with every finished message; a short pause lets one pass serve a
+            # burst of them (a DSN may leave 50 ms later, the queue is not polled per message).
+            await asyncio.sleep(_COALESCE)
 
     async def tick(self) -> None:
         """One pass: expire silent messages, send due DSNs, send delay notices."""

@@ -28,7 +28,7 @@ from mailsms.policy.destinations import DestinationRule
 from mailsms.policy.optout import OptOutRule
 from mailsms.policy.rate import SenderRateRule
 from mailsms.policy.senders import SenderRule
-from mailsms.sms.encode import Encoded, SmsOptions, TooLong, plan
+from mailsms.sms.encode import Encoded, SmsOptions, TooLong, plan, with_reference
 from mailsms.store.base import SqlStore
 from mailsms.store.mail_ops import Conversation
 from mailsms.web.metrics import Metrics
@@ -326,7 +326,7 @@ class Intake:
                     )
                 except StoreError:
                     raise RefusedError(STORE_DOWN) from None
-                plans = plan(text, self.sms_options, first % modulus)
+                plans = with_reference(plans, first % modulus, self.sms_options.reference_bits)
             return plans
         except TooLong as exc:
             raise RefusedError(

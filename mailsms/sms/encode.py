@@ -387,6 +387,30 @@ def _split_messages(encoded: Encoded, options: SmsOptions, reference: int) -> li
     return out
 
 
+def with_reference(plans: list[Encoded], reference: int, bits: Literal[8, 16]) -> list[Encoded]:
+    """The same plan with concatenation references ``reference``, ``reference + 1``, ...
+
+    The intake encodes before it knows the reference (it asks the store only for messages
+    that turned out to need several parts); this patches the reference into each part's UDH
+    instead of encoding the text again. ``encode`` always puts the concatenation IE first.
+    """
+    out = []
+    for index, enc in enumerate(plans):
+        if enc.segments < 2:
+            out.append(enc)
+            continue
+        ref = (reference + index) % (1 << bits)
+        patch = bytes((ref,)) if bits == 8 else bytes((ref >> 8, ref & 0xFF))
+        iei = 0x00 if bits == 8 else 0x08
+        parts = []
+        for part in enc.parts:
+            if part.udh[1] != iei:
+                raise ValueError("the concatenation IE is not first in this UDH")
+            parts.append(replace(part, udh=part.udh[:3] + patch + part.udh[3 + len(patch) :]))
+        out.append(replace(enc, parts=tuple(parts)))
+    return out
+
+
 class ReferenceCounter:
     """Concatenation references per destination number.
 

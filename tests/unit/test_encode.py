@@ -356,3 +356,15 @@ def test_format_human() -> None:
     assert "segments:    1" in out
     assert "'“'->'\"'" in out
     assert "UCS-2" in format_human(encode(EMOJI))
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+@pytest.mark.parametrize("policy", ["reject", "split"])
+def test_with_reference_equals_encoding_with_that_reference(bits: int, policy: str) -> None:
+    from mailsms.sms.encode import with_reference
+
+    options = SmsOptions(reference_bits=bits, max_segments=3, on_too_long=policy)  # type: ignore[arg-type]
+    text = "Ünïcödé ☃ and words " * (6 if policy == "reject" else 14)
+    for reference in (0, 7, (1 << bits) - 1):
+        expected = plan(text, options, reference)
+        assert with_reference(plan(text, options, 0), reference, bits) == expected  # type: ignore[arg-type]

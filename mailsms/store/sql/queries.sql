@@ -227,8 +227,8 @@ SELECT * FROM messages WHERE dsn_due IS NOT NULL ORDER BY updated_at LIMIT :limi
 
 -- name: delay_due
 SELECT * FROM messages
-WHERE state IN ('queued', 'submitting', 'submitted') AND notify_delay = 1
-  AND delay_notified = 0 AND created_at <= :before
+WHERE notify_delay = 1 AND delay_notified = 0 AND created_at <= :before
+  AND state IN ('queued', 'submitting', 'submitted')
 ORDER BY created_at LIMIT :limit;
 
 -- name: clear_dsn_due

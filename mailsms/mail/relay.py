@@ -55,12 +55,18 @@ class RelayWorker:
         self._sem = asyncio.Semaphore(settings.concurrency)
         self._inflight: set[asyncio.Task[None]] = set()
         self.sent = 0
+        self._helo: str | None = settings.helo
         self._progress: asyncio.Future[None] | None = None
 
     def wake(self) -> None:
         self._wake.set()
 
     async def start(self) -> None:
+        # aiosmtplib looks the local name up for every new client when none is given: once
+        # is enough (a thread, since getfqdn may wait on DNS).
+        self._helo = self.settings.helo or await asyncio.get_running_loop().run_in_executor(
+            None, socket.getfqdn
+        )
         self._task = asyncio.create_task(self._run(), name="relay")
 
     async def stop(self) -> None:
@@ -107,6 +113,8 @@ class RelayWorker:
         await asyncio.shield(self._progress)
 
     async def _sleep(self) -> None:
+        if self._wake.is_set():
+            return
         timeout = self.poll_interval
         with contextlib.suppress(StoreError):
             due = await self.store.mail_next_due()
@@ -147,7 +155,7 @@ class RelayWorker:
             use_tls=s.tls,
             start_tls=s.starttls,
             validate_certs=s.validate_certs,
-            local_hostname=s.helo,
+            local_hostname=self._helo,
             timeout=s.timeout,
         )
         utf8 = not (mail.mail_from + mail.rcpt_to).isascii()

@@ -2,13 +2,16 @@
 -- one database: FOR UPDATE SKIP LOCKED lets each claim different rows without waiting.
 
 -- name: claim
-WITH due AS (
-    SELECT id FROM messages
-    WHERE (state = 'queued' AND next_attempt_at <= :now)
-       OR (state = 'submitting' AND lease_expires_at < :now)
-    ORDER BY next_attempt_at, id
-    LIMIT :limit
-    FOR UPDATE SKIP LOCKED
+-- Each branch walks its index and stops at the limit (no sort of every due row); FOR UPDATE
+-- is not allowed in a UNION, hence one CTE per branch.
+WITH queued AS (
+    SELECT id FROM messages WHERE state = 'queued' AND next_attempt_at <= :now
+    ORDER BY next_attempt_at LIMIT :limit FOR UPDATE SKIP LOCKED
+), abandoned AS (
+    SELECT id FROM messages WHERE state = 'submitting' AND lease_expires_at < :now
+    LIMIT :limit FOR UPDATE SKIP LOCKED
+), due AS (
+    SELECT id FROM queued UNION ALL SELECT id FROM abandoned LIMIT :limit
 )
 UPDATE messages AS m SET state = 'submitting', lease_owner = :owner,
     lease_expires_at = :lease_expires_at, attempts = m.attempts + 1, updated_at = :now
@@ -19,13 +22,14 @@ RETURNING m.*;
 SELECT * FROM parts WHERE message_id = ANY(:ids) ORDER BY message_id, seq;
 
 -- name: claim_mail
-WITH due AS (
-    SELECT id FROM outbound_mail
-    WHERE (state = 'queued' AND next_attempt_at <= :now)
-       OR (state = 'sending' AND lease_expires_at < :now)
-    ORDER BY next_attempt_at, id
-    LIMIT :limit
-    FOR UPDATE SKIP LOCKED
+WITH queued AS (
+    SELECT id FROM outbound_mail WHERE state = 'queued' AND next_attempt_at <= :now
+    ORDER BY next_attempt_at LIMIT :limit FOR UPDATE SKIP LOCKED
+), abandoned AS (
+    SELECT id FROM outbound_mail WHERE state = 'sending' AND lease_expires_at < :now
+    LIMIT :limit FOR UPDATE SKIP LOCKED
+), due AS (
+    SELECT id FROM queued UNION ALL SELECT id FROM abandoned LIMIT :limit
 )
 UPDATE outbound_mail AS m SET state = 'sending', lease_owner = :owner,
     lease_expires_at = :lease_expires_at, attempts = m.attempts + 1, updated_at = :now

@@ -2,13 +2,20 @@
 -- plain UPDATE ... RETURNING over the due rows is an atomic claim.
 
 -- name: claim
+-- Due messages first, then leases left by a crashed worker. Each branch walks its index in
+-- order and stops at the limit: no gathering and sorting every due row on each claim.
 UPDATE messages SET state = 'submitting', lease_owner = :owner,
     lease_expires_at = :lease_expires_at, attempts = attempts + 1, updated_at = :now
 WHERE id IN (
-    SELECT id FROM messages
-    WHERE (state = 'queued' AND next_attempt_at <= :now)
-       OR (state = 'submitting' AND lease_expires_at < :now)
-    ORDER BY next_attempt_at, id
+    SELECT id FROM (
+        SELECT id FROM messages WHERE state = 'queued' AND next_attempt_at <= :now
+        ORDER BY next_attempt_at LIMIT :limit
+    )
+    UNION ALL
+    SELECT id FROM (
+        SELECT id FROM messages WHERE state = 'submitting' AND lease_expires_at < :now
+        LIMIT :limit
+    )
     LIMIT :limit
 )
 RETURNING *;
@@ -21,10 +28,15 @@ ORDER BY message_id, seq;
 UPDATE outbound_mail SET state = 'sending', lease_owner = :owner,
     lease_expires_at = :lease_expires_at, attempts = attempts + 1, updated_at = :now
 WHERE id IN (
-    SELECT id FROM outbound_mail
-    WHERE (state = 'queued' AND next_attempt_at <= :now)
-       OR (state = 'sending' AND lease_expires_at < :now)
-    ORDER BY next_attempt_at, id
+    SELECT id FROM (
+        SELECT id FROM outbound_mail WHERE state = 'queued' AND next_attempt_at <= :now
+        ORDER BY next_attempt_at LIMIT :limit
+    )
+    UNION ALL
+    SELECT id FROM (
+        SELECT id FROM outbound_mail WHERE state = 'sending' AND lease_expires_at < :now
+        LIMIT :limit
+    )
     LIMIT :limit
 )
 RETURNING *;

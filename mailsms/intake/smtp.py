@@ -11,6 +11,7 @@ import asyncio
 import grp
 import logging
 import os
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -39,6 +40,12 @@ _ENHANCED = {
 
 
 _DSN_KEYS = ("RET", "ENVID", "NOTIFY", "ORCPT")
+# A path aiosmtpd's email._header_value_parser would return unchanged: a dot-atom local part
+# and a plain domain in angle brackets, or <>. Measured: that parser was ~10% of the loop.
+_SIMPLE_PATH = re.compile(
+    r"^\s*<((?:[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)?)>(?:[ \t]+(\S.*?))?[ \t]*$"
+)
 
 
 class _Counting:
@@ -50,7 +57,11 @@ class _Counting:
     raw_params: str = ""
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
-        address, params = super()._getaddr(arg)  # type: ignore[misc]
+        match = _SIMPLE_PATH.match(arg)
+        if match:  # the everyday "<local@domain> PARAMS": no RFC 5322 header parser needed
+            address, params = match.group(1) or "<>", match.group(2) or ""
+        else:
+            address, params = super()._getaddr(arg)  # type: ignore[misc]
         self.raw_params = params or ""
         return address, params
 

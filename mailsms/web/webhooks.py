@@ -61,25 +61,23 @@ def _carrier(request: web.Request) -> tuple[Gateway, str]:
     return gw, name
 
 
-def _check_token(request: web.Request, token: str | None) -> web.Response | None:
+def _check_token(request: web.Request, token: str | None) -> None:
     if not token:
-        return None
+        return
     given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-    if hmac.compare_digest(given.encode(), token.encode()):
-        return None
-    return error(401, "unauthorized", "a valid 'Authorization: Bearer <webhook_token>' is required")
+    if not hmac.compare_digest(given.encode(), token.encode()):
+        raise web.HTTPUnauthorized(
+            text="a valid 'Authorization: Bearer <webhook_token>' is required"
+        )
 
 
-def _check_twilio(
-    request: web.Request, carrier: TwilioCarrier, params: dict[str, str]
-) -> web.Response | None:
+def _check_twilio(request: web.Request, carrier: TwilioCarrier, params: dict[str, str]) -> None:
     given = request.headers.get("X-Twilio-Signature", "")
     base = carrier.twilio.public_url
     url = f"{base.rstrip('/')}{request.path_qs}" if base else str(request.url)
     expected = signature(carrier.twilio.auth_token, url, params)
-    if given and hmac.compare_digest(given.encode(), expected.encode()):
-        return None
-    return error(403, "forbidden", "missing or invalid X-Twilio-Signature")
+    if not (given and hmac.compare_digest(given.encode(), expected.encode())):
+        raise web.HTTPForbidden(text="missing or invalid X-Twilio-Signature")
 
 
 def _required(params: dict[str, str], *names: str) -> list[str]:
@@ -89,19 +87,25 @@ def _required(params: dict[str, str], *names: str) -> list[str]:
     return [params[n] for n in names]
 
 
-async def inbound(request: web.Request) -> web.Response:
+async def _authenticated(request: web.Request) -> tuple[Gateway, str, dict[str, str]]:
+    """The gateway, the carrier's name and the request's fields, once the request is proven
+    to come from that carrier (Twilio's signature, or the generic bearer token)."""
     gw, name = _carrier(request)
     carrier = gw.carriers[name]
     params = await _params(request)
     if isinstance(carrier, TwilioCarrier):
-        refused = _check_twilio(request, carrier, params)
-        if refused is not None:
-            return refused
+        _check_twilio(request, carrier, params)
+    else:
+        _check_token(request, carrier.settings.webhook_token)
+    return gw, name, params
+
+
+async def inbound(request: web.Request) -> web.Response:
+    gw, name, params = await _authenticated(request)
+    carrier = gw.carriers[name]
+    if isinstance(carrier, TwilioCarrier):
         sms = _twilio_inbound(name, params)
     else:
-        refused = _check_token(request, carrier.settings.webhook_token)
-        if refused is not None:
-            return refused
         sms = _generic_inbound(name, params)
     try:
         id, new = await gw.inbound.receive(sms)
@@ -164,13 +168,9 @@ def _int(value: str | None) -> int:
 
 
 async def status(request: web.Request) -> web.Response:
-    gw, name = _carrier(request)
+    gw, name, params = await _authenticated(request)
     carrier = gw.carriers[name]
-    params = await _params(request)
     if isinstance(carrier, TwilioCarrier):
-        refused = _check_twilio(request, carrier, params)
-        if refused is not None:
-            return refused
         sid, state = _required(params, "MessageSid", "MessageStatus")
         report = DeliveryReport(
             name,
@@ -181,9 +181,6 @@ async def status(request: web.Request) -> web.Response:
             raw=_raw(params, "twilio"),
         )
     else:
-        refused = _check_token(request, carrier.settings.webhook_token)
-        if refused is not None:
-            return refused
         id, state = _required(params, "id", "status")
         if state not in _GENERIC_STATUS:
             raise web.HTTPBadRequest(text=f"status must be one of {', '.join(_GENERIC_STATUS)}")

@@ -232,3 +232,28 @@ async def test_concat_references_are_consecutive_per_destination_and_survive_reo
         assert await s.allocate_references("+447700900123", 1, start=0) == 254
     finally:
         await s.close()
+
+
+async def test_a_report_that_races_ahead_of_the_submit_response_is_applied_on_submit(
+    store: SqlStore,
+) -> None:
+    m = msg()
+    await store.enqueue([m], T0)
+    await store.claim("w", 1, 60, T0)
+    # The carrier's receipt arrives before we have recorded the id it refers to...
+    assert await store.delivery_report("smsc", "early", PartState.DELIVERED, "", "dlr", T0) is None
+    # ...and is applied when the submit response tells us that id.
+    assert await store.mark_submitted(m.id, "w", "smsc", ["early"], False, T0 + 1)
+    got = await store.get(m.id)
+    assert got is not None and got.state is State.DELIVERED
+
+
+async def test_unknown_reports_are_purged_after_a_while(store: SqlStore) -> None:
+    await store.delivery_report("smsc", "ghost", PartState.DELIVERED, "", "dlr", T0)
+    await store.expire_stale(before=T0, now=T0 + 700, purge_before=T0 + 600)
+    m = msg()
+    await store.enqueue([m], T0 + 700)
+    await store.claim("w", 1, 60, T0 + 700)
+    await store.mark_submitted(m.id, "w", "smsc", ["ghost"], False, T0 + 701)
+    got = await store.get(m.id)
+    assert got is not None and got.state is State.SUBMITTED

@@ -19,7 +19,6 @@ from aiohttp import web
 from mailsms.address import parse_recipient
 from mailsms.carriers.base import (
     Carrier,
-    CarrierHealth,
     DeliveryReport,
     InboundSms,
     ReportStatus,
@@ -197,9 +196,6 @@ class Gateway:
         self._started.clear()
         await self.store.close()
         log.info("gateway stopped", extra={"event": "stopped"})
-
-    def health(self) -> dict[str, CarrierHealth]:
-        return {name: c.health() for name, c in self.carriers.items()}
 
 
 class _Hooks:

@@ -196,10 +196,6 @@ class MailOps:
 
     # --- conversations ----------------------------------------------------------------
 
-    async def record_conversation(self, conv: dict[str, Any], now: float) -> str:
-        result: str = await self._run(lambda tx: insert_conversation(tx, conv, now), durable=False)
-        return result
-
     async def find_conversation(
         self, phone: str, our_number: str, since: float
     ) -> Conversation | None:

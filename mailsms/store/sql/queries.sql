@@ -194,9 +194,6 @@ SELECT * FROM conversations
 WHERE phone = :phone AND (our_number = :our_number OR our_number = '') AND last_at >= :since
 ORDER BY last_at DESC LIMIT 1;
 
--- name: get_conversation
-SELECT * FROM conversations WHERE id = :id;
-
 -- name: conversation_for_mail
 SELECT c.* FROM conversation_mail m JOIN conversations c ON c.id = m.conversation_id
 WHERE m.message_id = :message_id;

@@ -34,6 +34,7 @@ from mailsms.intake.smtp import start_server
 from mailsms.mail import dsn_codes
 from mailsms.mail.relay import RelayWorker
 from mailsms.model import PartState
+from mailsms.sms.reassemble import Fragment
 from mailsms.store import SqlStore, open_store
 from mailsms.store.mail_ops import OutboundMail
 from mailsms.web.app import create_app
@@ -207,6 +208,9 @@ class _Hooks:
 
     async def inbound(self, sms: InboundSms) -> None:
         await self.gateway.inbound.receive(sms)
+
+    async def inbound_part(self, fragment: Fragment) -> None:
+        await self.gateway.inbound.receive_part(self.carrier, fragment)
 
     async def delivery_report(self, report: DeliveryReport) -> None:
         part_state = _REPORT_PART_STATE.get(report.status)

@@ -2,8 +2,10 @@
 
 Carriers (webhooks, SMPP deliver_sm) hand an SMS to :meth:`InboundProcessor.receive`, which
 stores it once per carrier id and returns after the commit: only then does the carrier get
-its acknowledgement. Processing follows on the loop: a keyword (STOP/START/HELP) acts on the
-opt-out list, the SMS is routed (:mod:`mailsms.conversation`), rendered from the templates,
+its acknowledgement (the parts of a long SMS go one by one to :meth:`receive_part`, which
+commits each and stores the whole SMS with the last; a sweep stores sets whose parts stopped
+coming as incomplete SMS). Processing follows on the loop: a keyword (STOP/START/HELP) acts
+on the opt-out list, the SMS is routed (:mod:`mailsms.conversation`), rendered from the templates,
 DKIM-signed on a worker thread (RSA signing is CPU work), and queued for the relay in the
 same transaction that marks the SMS handled. SMS still ``received`` at start-up (a crash
 between the commit and the queueing) are processed again, so none is lost.
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import re
 import time
@@ -30,6 +33,7 @@ from mailsms.errors import StoreError
 from mailsms.mail.render import InboundMail, Thread, message_id_for, render_inbound
 from mailsms.mail.sign import DkimSigner, load_signer
 from mailsms.mail.templates import environment
+from mailsms.sms.reassemble import Fragment
 from mailsms.store.base import SqlStore
 from mailsms.store.mail_ops import OutboundMail, insert_conversation
 
@@ -74,13 +78,26 @@ class InboundProcessor:
         )
         self._signing = ThreadPoolExecutor(1, thread_name_prefix="mailsms-dkim")
         self._tasks: set[asyncio.Task[None]] = set()
+        self._sweep: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Process what a previous run stored but did not finish."""
+        """Process what a previous run stored but did not finish; sweep stale part sets."""
         for row in await self.store.inbound_pending(1000):
             self._schedule(row["id"])
+        timeouts = [
+            float(t)
+            for c in self.settings.carriers
+            if (t := getattr(c, "reassembly_timeout", None)) is not None
+        ]
+        if timeouts:
+            self._sweep = asyncio.create_task(self._sweep_parts(min(timeouts)))
 
     async def stop(self) -> None:
+        if self._sweep is not None:
+            self._sweep.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweep
+            self._sweep = None
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=10)
         self._signing.shutdown(wait=False, cancel_futures=True)
@@ -112,6 +129,50 @@ class InboundProcessor:
         if new:
             self._schedule(id)
         return id, new
+
+    async def receive_part(self, carrier: str, fragment: Fragment) -> str | None:
+        """Store one part of a multi-part SMS; returns after the commit. When it completed
+        its set, the whole SMS is stored and its processing scheduled: returns its id."""
+        clean = dataclasses.replace(
+            fragment, from_=normalize(fragment.from_), to=normalize(fragment.to)
+        )
+        id, new = await self.store.inbound_part(clean, carrier, self.clock())
+        log.info(
+            "inbound sms part",
+            extra={
+                "event": "inbound_part",
+                "id": id,
+                "carrier": carrier,
+                "from": mask(clean.from_),
+                "part": f"{fragment.seq}/{fragment.total}",
+                "new": new,
+            },
+        )
+        if id is not None and new:
+            self._schedule(id)
+        return id
+
+    async def _sweep_parts(self, timeout: float) -> None:
+        """One per gateway: sets whose missing parts never came become incomplete SMS.
+
+        ``timeout`` is the shortest ``reassembly_timeout`` of the carriers; the parts are in
+        the store, so a set is handed over by whichever process sweeps first.
+        """
+        period = min(timeout / 4, 30.0)
+        while True:
+            await asyncio.sleep(period)
+            now = self.clock()
+            try:
+                ids = await self.store.expire_inbound_parts(now - timeout, now)
+            except Exception:  # the parts stay stored: the next sweep tries again
+                log.exception("part sweep failed", extra={"event": "inbound_error"})
+                continue
+            for id in ids:
+                log.warning(
+                    "incomplete inbound sms: parts missing after reassembly_timeout",
+                    extra={"event": "inbound_incomplete", "id": id},
+                )
+                self._schedule(id)
 
     def _schedule(self, id: str) -> None:
         task = asyncio.create_task(self._process(id))

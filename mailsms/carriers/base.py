@@ -15,6 +15,13 @@ The contract, in the spirit of Kannel's ``smscconn_p.h``:
 * Inbound SMS and delivery reports MUST be handed to ``hooks.inbound`` and
   ``hooks.delivery_report``; the driver acknowledges them to the carrier only after the
   awaited hook returns, because that is when the store has committed them.
+* A driver that receives the parts of a long SMS one by one and must acknowledge each
+  before the next arrives (SMPP) MUST hand each part to ``hooks.inbound_part`` and
+  acknowledge it only after the hook returns: the part is then committed, and the part that
+  completes its set has become one inbound SMS. If the hook raises, the part is not stored:
+  the driver MUST answer so that the carrier sends it again (SMPP ``ESME_RX_T_APPN``). The
+  driver MUST NOT keep parts itself. A ``ValueError`` means the part can never be stored
+  (numbered outside its set): answer with a permanent error.
 * ``stop()`` MUST release every connection and task; submits in flight SHOULD finish.
 
 Drivers register in the ``mailsms.carriers`` entry-point group (``name = "module:Class"``),
@@ -34,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mailsms.errors import ConfigError
 from mailsms.model import PartSpec
+from mailsms.sms.reassemble import Fragment
 
 
 class CarrierSettings(BaseModel):
@@ -116,6 +124,10 @@ class CarrierHooks(Protocol):
     """What the gateway offers a driver. Each call returns after the store commit."""
 
     async def inbound(self, sms: InboundSms) -> None: ...
+
+    async def inbound_part(self, fragment: Fragment) -> None:
+        """One part of a multi-part SMS; see the contract in the module docstring."""
+        ...
 
     async def delivery_report(self, report: DeliveryReport) -> None: ...
 

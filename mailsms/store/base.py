@@ -24,8 +24,8 @@ from mailsms.model import (
     Part,
     PartState,
     State,
-    new_id,
 )
+from mailsms.store.fragments import FragmentOps, insert_inbound
 from mailsms.store.mail_ops import MailOps, insert_conversation
 from mailsms.store.queries import Dialect, queries
 
@@ -102,7 +102,7 @@ class Store(Protocol):
     async def next_wakeup(self) -> float | None: ...
 
 
-class SqlStore(MailOps, abc.ABC):
+class SqlStore(MailOps, FragmentOps, abc.ABC):
     """The operations of :class:`Store`, written once over :class:`Tx`."""
 
     dialect: Dialect
@@ -368,30 +368,7 @@ class SqlStore(MailOps, abc.ABC):
     async def record_inbound(self, sms: InboundSms, now: float) -> tuple[str, bool]:
         """Store an SMS from a phone once: (id, True) when new, (existing id, False) on a
         repeated delivery of the same carrier id."""
-
-        def op(tx: Tx) -> tuple[str, bool]:
-            key = {"carrier": sms.carrier, "carrier_id": sms.carrier_id}
-            found = tx.fetchall("find_inbound", key)
-            if found:
-                return str(found[0]["id"]), False
-            id = new_id()
-            tx.execute(
-                "insert_inbound",
-                {
-                    **key,
-                    "id": id,
-                    "sender": sms.from_,
-                    "recipient": sms.to,
-                    "text": sms.text,
-                    "segments": sms.segments,
-                    "incomplete": int(sms.incomplete),
-                    "received_at": sms.received_at or now,
-                    "now": now,
-                },
-            )
-            return id, True
-
-        return await self._run(op)
+        return await self._run(lambda tx: insert_inbound(tx, sms, now))
 
     async def opted_out(self, number: str) -> bool:
         return bool(await self._read(lambda tx: tx.fetchall("find_optout", {"number": number})))

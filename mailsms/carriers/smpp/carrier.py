@@ -5,8 +5,10 @@ This is the edge between the dispatcher and SMPP sessions. ``submit`` turns an
 submit_sm per part, or one submit_sm with message_payload, on the least busy bound
 session, within the rate cap. Each configured bind is kept up by a supervisor task that
 reconnects with exponential backoff and remembers why the last attempt failed, which is
-what :meth:`SmppCarrier.health` reports. deliver_sm becomes a delivery report or an
-inbound SMS; the SMSC gets its deliver_sm_resp only after the gateway's hook returned.
+what :meth:`SmppCarrier.health` reports. deliver_sm becomes a delivery report, an
+inbound SMS, or one part of a multi-part one (``hooks.inbound_part``, which commits it: the
+driver keeps no parts); the SMSC gets its deliver_sm_resp only after the gateway's hook
+returned.
 """
 
 from __future__ import annotations
@@ -181,6 +183,7 @@ class SmppCarrier(Carrier):
         self._reassembler = Reassembler(settings.reassembly_timeout)
         self._fragments: dict[tuple[str, str, int, int], list[Fragment]] = {}
         self._expiry: asyncio.Task[None] | None = None
+        self._parts_in_store = False
         self._inflight = _Inflight()
         self._turn = 0
         self._inflight.idle.set()
@@ -203,7 +206,17 @@ class SmppCarrier(Carrier):
                 link = _Link(f"{self.name}#{i + 1}/{kind}", command)
                 link.task = asyncio.create_task(self._supervise(link))
                 self._links.append(link)
-        self._expiry = asyncio.create_task(self._expire_loop())
+        # Hooks written before inbound_part existed (a test's recorder, an embedder's own)
+        # get the old behaviour: parts held here, lost in a crash. The gateway's never do.
+        self._parts_in_store = getattr(hooks, "inbound_part", None) is not None
+        if not self._parts_in_store:
+            log.warning(
+                "%s: hooks without inbound_part: MO parts are held in memory until their set "
+                "is complete, and lost if the process stops before",
+                self.name,
+                extra={"event": "smpp.parts_in_memory"},
+            )
+            self._expiry = asyncio.create_task(self._expire_loop())
 
     async def stop(self) -> None:
         """Let submits in flight finish, unbind every session, end every task."""
@@ -441,12 +454,27 @@ class SmppCarrier(Carrier):
         await self._hooks.delivery_report(report)
 
     async def _on_mo(self, body: ShortMessage | DataSm) -> int:
+        """Hand an MO (or one part of it) to the gateway; answered once the hook returned."""
         try:
-            udh, text = self._decode(body)
+            fragment = self._fragment(body)
         except ValueError as exc:
             log.error("undecodable MO: %s", exc, extra={"event": "smpp.mo_malformed"})
             return 0x65  # ESME_RX_P_APPN: retrying will not help
-        now = time.time()
+        if fragment.total > 1 and self._parts_in_store:
+            assert self._hooks is not None
+            # Committed when it returns (the set's inbound row too, if this part completed
+            # it); if it raises, the session answers ESME_RX_T_APPN and the SMSC retries.
+            await self._hooks.inbound_part(fragment)
+        else:
+            await self._add_fragment(fragment, {"data_coding": body.data_coding})
+        return st.ESME_ROK
+
+    def _fragment(self, body: ShortMessage | DataSm) -> Fragment:
+        """An MO as a part of its set (UDH or SAR; total 1 for a message on its own).
+
+        Raises ValueError for user data that cannot be read or a part outside 1..total.
+        """
+        udh, text = self._decode(body)
         from_ = display_address(body.source_addr, body.source_addr_ton)
         to = display_address(body.destination_addr, body.dest_addr_ton)
         carrier_id = tlv_str(body.tlvs, Tag.RECEIPTED_MESSAGE_ID) or f"mo-{new_id()}"
@@ -454,11 +482,12 @@ class SmppCarrier(Carrier):
         if ref is not None:
             total = tlv_int(body.tlvs, Tag.SAR_TOTAL_SEGMENTS) or 1
             seq = tlv_int(body.tlvs, Tag.SAR_SEGMENT_SEQNUM) or 1
-            fragment = Fragment(from_, to, ref, total, seq, text, carrier_id, now)
+            fragment = Fragment(from_, to, ref, total, seq, text, carrier_id, time.time())
         else:
-            fragment = fragment_from_udh(from_, to, udh, text, carrier_id, now)
-        await self._add_fragment(fragment, {"data_coding": body.data_coding})
-        return st.ESME_ROK
+            fragment = fragment_from_udh(from_, to, udh, text, carrier_id, time.time())
+        if not 1 <= fragment.seq <= max(fragment.total, 1):
+            raise ValueError(f"part {fragment.seq} of {fragment.total}")
+        return fragment
 
     def _decode(self, body: ShortMessage | DataSm) -> tuple[bytes, str]:
         """The UDH and the text of an MO, by data_coding (TS 23.038 and SMPP 5.2.19)."""
@@ -477,7 +506,8 @@ class SmppCarrier(Carrier):
         return udh, data.decode("latin-1")
 
     async def _add_fragment(self, fragment: Fragment, raw: dict[str, object]) -> None:
-        """Reassemble; hand complete sets to the gateway, keeping parts if the hook fails."""
+        """Hand a single-part MO to ``hooks.inbound``. Parts of a longer one come here only
+        for hooks without ``inbound_part``: reassembled in memory, kept if the hook fails."""
         key = (fragment.from_, fragment.to, fragment.ref, fragment.total)
         assembled = self._reassembler.add(fragment)
         if assembled is None:
@@ -511,7 +541,8 @@ class SmppCarrier(Carrier):
         await self._hooks.inbound(sms)
 
     async def _expire_loop(self) -> None:
-        """Hand over, marked incomplete, the sets whose missing parts never came."""
+        """Hand over, marked incomplete, the sets whose missing parts never came (only for
+        parts held in memory; the gateway sweeps the stored ones)."""
         period = min(self.config.reassembly_timeout / 4, 30.0)
         while True:
             await asyncio.sleep(period)

@@ -256,3 +256,47 @@ UPDATE inbound SET state = :state, last_error = :error WHERE id = :id;
 -- name: insert_event_only
 INSERT INTO events (message_id, at, state, reason, source)
 VALUES (:message_id, :at, :state, :reason, :source);
+
+-- Parts of multi-part SMS from phones (mailsms/store/fragments.py). A set is keyed by
+-- (carrier, sender, recipient, ref, total).
+
+-- name: touch_inbound_part_set
+-- The upsert locks the set's row until the commit: transactions adding parts to the same set
+-- take turns, so the one adding the last part sees every other.
+INSERT INTO inbound_part_sets (carrier, sender, recipient, ref, total, last_at)
+VALUES (:carrier, :sender, :recipient, :ref, :total, :received_at)
+ON CONFLICT (carrier, sender, recipient, ref, total) DO UPDATE
+SET last_at = CASE WHEN excluded.last_at > inbound_part_sets.last_at
+    THEN excluded.last_at ELSE inbound_part_sets.last_at END;
+
+-- name: insert_inbound_part
+INSERT INTO inbound_parts (carrier, sender, recipient, ref, total, seq, text, carrier_id,
+    received_at)
+VALUES (:carrier, :sender, :recipient, :ref, :total, :seq, :text, :carrier_id, :received_at)
+ON CONFLICT (carrier, sender, recipient, ref, total, seq) DO NOTHING;
+
+-- name: inbound_parts_of_set
+SELECT seq, text, carrier_id, received_at FROM inbound_parts
+WHERE carrier = :carrier AND sender = :sender AND recipient = :recipient AND ref = :ref
+  AND total = :total
+ORDER BY seq;
+
+-- name: delete_inbound_parts_of_set
+DELETE FROM inbound_parts
+WHERE carrier = :carrier AND sender = :sender AND recipient = :recipient AND ref = :ref
+  AND total = :total;
+
+-- name: delete_inbound_part_set
+DELETE FROM inbound_part_sets
+WHERE carrier = :carrier AND sender = :sender AND recipient = :recipient AND ref = :ref
+  AND total = :total;
+
+-- name: stale_inbound_part_sets
+SELECT carrier, sender, recipient, ref, total FROM inbound_part_sets
+WHERE last_at < :before ORDER BY last_at LIMIT :limit;
+
+-- name: take_stale_inbound_part_set
+-- Re-checks last_at: a part committed since the set was listed keeps it waiting.
+DELETE FROM inbound_part_sets
+WHERE carrier = :carrier AND sender = :sender AND recipient = :recipient AND ref = :ref
+  AND total = :total AND last_at < :before;

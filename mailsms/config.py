@@ -111,6 +111,9 @@ class HttpSettings(_Section):
 
 class StoreSettings(_Section):
     url: str = "sqlite:///var/mailsms.db"
+    retention: Duration = (
+        90 * 86400.0
+    )  # finished messages, mail and SMS kept this long; 0 = forever
 
     @field_validator("url")
     @classmethod

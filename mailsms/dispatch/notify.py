@@ -59,6 +59,7 @@ class Notifier:
         self._stopping = False
         self.sent = 0
         self._last_sweep = 0.0
+        self._last_purge = 0.0
 
     def wake(self) -> None:
         self._wake.set()
@@ -104,8 +105,20 @@ class Notifier:
                 self._wake.set()  # their failure DSNs are due now
             for row in await self.store.delay_due(now - self.settings.dsn.delay_after):
                 queued += await self._send(row, "delayed", (), now)
+            await self._purge(now)
         if queued:
             self.relay_wake()
+
+    async def _purge(self, now: float) -> None:
+        """Retention: at most once an hour, drop what finished before ``store.retention``."""
+        keep = self.settings.store.retention
+        if not keep or now - self._last_purge < 3600:
+            return
+        self._last_purge = now
+        ttl = max(keep, self.settings.inbound.conversation_ttl)
+        removed = await self.store.purge(now - keep, now - ttl)
+        if removed:
+            log.info("purged", extra={"event": "purge", "rows": removed})
 
     async def _send(
         self, row: dict[str, Any], action: str, events: tuple[Any, ...], now: float

@@ -450,6 +450,24 @@ class SqlStore(MailOps, FragmentOps, abc.ABC):
         # Not fsynced: lost in a power cut, the next sweep simply expires them again.
         return await self._run(op, durable=False)
 
+    async def purge(self, before: float, conversations_before: float, limit: int = 1000) -> int:
+        """Delete finished messages, sent mail and handled inbound SMS last changed before
+        ``before`` (with their parts and events), and conversations idle since
+        ``conversations_before``; at most ``limit`` rows of each per call. Returns how many."""
+
+        def op(tx: Tx) -> int:
+            n = tx.execute("purge_messages", {"before": before, "limit": limit})
+            n += tx.execute("purge_mail", {"before": before, "limit": limit})
+            n += tx.execute("purge_inbound", {"before": before, "limit": limit})
+            gone = tx.execute(
+                "purge_conversations", {"before": conversations_before, "limit": limit}
+            )
+            if gone:
+                tx.execute("purge_conversation_mail", {})
+            return n + gone
+
+        return await self._run(op, durable=False)
+
     async def queue_depth(self) -> dict[str, int]:
         rows = await self._run(lambda tx: tx.fetchall("queue_depth", {}))
         return {str(r["state"]): int(r["n"]) for r in rows}

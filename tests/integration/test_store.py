@@ -257,3 +257,19 @@ async def test_unknown_reports_are_purged_after_a_while(store: SqlStore) -> None
     await store.mark_submitted(m.id, "w", "smsc", ["ghost"], False, T0 + 701)
     got = await store.get(m.id)
     assert got is not None and got.state is State.SUBMITTED
+
+
+async def test_retention_purges_only_what_is_finished_and_old(store: SqlStore) -> None:
+    old_done, old_queued, new_done = msg(), msg(), msg()
+    await store.enqueue([old_done], T0)
+    await store.claim("w", 1, 60, T0)
+    assert await store.mark_submitted(old_done.id, "w", "c", ["x"], True, T0)
+    await store.enqueue([old_queued], T0)
+    await store.enqueue([new_done], T0 + 1000)
+    await store.claim("w", 5, 60, T0 + 1000)
+    await store.mark_submitted(new_done.id, "w", "c", ["y"], True, T0 + 1000)
+    removed = await store.purge(before=T0 + 500, conversations_before=T0 + 500)
+    assert removed == 1
+    assert await store.get(old_done.id) is None
+    assert await store.get(old_queued.id) is not None  # still to be sent: never purged
+    assert await store.get(new_done.id) is not None

@@ -300,3 +300,32 @@ WHERE last_at < :before ORDER BY last_at LIMIT :limit;
 DELETE FROM inbound_part_sets
 WHERE carrier = :carrier AND sender = :sender AND recipient = :recipient AND ref = :ref
   AND total = :total AND last_at < :before;
+
+-- name: purge_messages
+DELETE FROM messages WHERE id IN (
+    SELECT id FROM messages
+    WHERE state IN ('delivered', 'failed', 'expired', 'rejected', 'cancelled')
+      AND updated_at < :before AND dsn_due IS NULL
+    LIMIT :limit
+);
+
+-- name: purge_mail
+DELETE FROM outbound_mail WHERE id IN (
+    SELECT id FROM outbound_mail WHERE state IN ('sent', 'failed') AND updated_at < :before
+    LIMIT :limit
+);
+
+-- name: purge_inbound
+DELETE FROM inbound WHERE id IN (
+    SELECT id FROM inbound WHERE state <> 'received' AND state <> 'queued'
+      AND created_at < :before
+    LIMIT :limit
+);
+
+-- name: purge_conversations
+DELETE FROM conversations WHERE id IN (
+    SELECT id FROM conversations WHERE last_at < :before LIMIT :limit
+);
+
+-- name: purge_conversation_mail
+DELETE FROM conversation_mail WHERE conversation_id NOT IN (SELECT id FROM conversations);

@@ -353,12 +353,7 @@ def _dsn_fields(params: DsnParams | None, raw: bytes | None) -> dict[str, Any]:
     original = raw if params.ret == "FULL" else _headers_of(raw) if raw else None
     return {
         "notify": frozenset(a for a in _ACTIONS if params.wants(a)),  # type: ignore[arg-type]
-        "dsn": {
-            "ret": params.ret,
-            "envid": params.envid,
-            "orcpt": params.orcpt,
-            "notify": list(params.notify),
-        },
+        "dsn": params.to_dict(),
         "original": original,
     }
 

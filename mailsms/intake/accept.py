@@ -29,7 +29,7 @@ from mailsms.policy.optout import OptOutRule
 from mailsms.policy.rate import SenderRateRule
 from mailsms.policy.senders import SenderRule
 from mailsms.sms.encode import Encoded, SmsOptions, TooLong, plan, with_reference
-from mailsms.store.base import SqlStore
+from mailsms.store.base import Allocate, SqlStore
 from mailsms.store.mail_ops import Conversation
 from mailsms.web.metrics import Metrics
 
@@ -218,18 +218,26 @@ class Intake:
         raw: bytes | None = None,
     ) -> Accepted:
         now = self.clock()
-        messages: list[NewMessage] = []
-        per_recipient: list[tuple[str, ...]] = []
+        plans = self._plan(text)  # one text for every recipient: encode it once
         conversations: list[dict[str, object]] = []
         thread = await self._thread(mail)
+        jobs: list[tuple[int, Recipient, str | None]] = []
         for index, rcpt in enumerate(recipients):
             source = source_addr
             if source is None and thread is not None and thread.phone == rcpt.number:
                 source = thread.our_number or None  # a reply keeps its conversation's number
-            params = dsn.params(index) if dsn is not None else None
-            first = len(messages)
-            for encoded in await self._encode(text, rcpt.number):
-                messages.append(
+            jobs.append((index, rcpt, source))
+            if mail is not None:
+                conversations.append(self._conversation(sender, rcpt, source, carrier, mail, text))
+
+        def build(allocate: Allocate) -> list[NewMessage]:
+            """Runs in the enqueue transaction, so long messages' references come from the
+            store in the same commit (and again, afresh, if the commit is replayed)."""
+            built: list[NewMessage] = []
+            for index, rcpt, source in jobs:
+                encoded_list = self._with_references(plans, rcpt.number, allocate)
+                params = dsn.params(index) if dsn is not None else None
+                built += [
                     NewMessage(
                         id=new_id(),
                         to=rcpt.number,
@@ -248,12 +256,12 @@ class Intake:
                         meta=_meta(encoded),
                         **_dsn_fields(params, raw),
                     )
-                )
-            per_recipient.append(tuple(m.id for m in messages[first:]))
-            if mail is not None:
-                conversations.append(self._conversation(sender, rcpt, source, carrier, mail, text))
+                    for encoded in encoded_list
+                ]
+            return built
+
         try:
-            await self.store.enqueue(messages, now, conversations)
+            messages = await self.store.enqueue(build, now, conversations)
         except StoreError as exc:
             log.error("enqueue failed", extra={"event": "store_error", "error": str(exc)})
             raise RefusedError(STORE_DOWN) from None
@@ -271,7 +279,13 @@ class Intake:
                     "origin": origin,
                 },
             )
-        return Accepted(tuple(per_recipient))
+        per_message = len(plans)
+        return Accepted(
+            tuple(
+                tuple(m.id for m in messages[i * per_message : (i + 1) * per_message])
+                for i in range(len(recipients))
+            )
+        )
 
     async def _thread(self, mail: Extracted | None) -> Conversation | None:
         """The conversation a reply mail continues (its In-Reply-To / References)."""
@@ -312,22 +326,10 @@ class Intake:
         by_name = {c.name: c for c in self.settings.carriers}
         return (by_name[names[0]].from_ or "") if names else ""
 
-    async def _encode(self, text: str, number: str) -> list[Encoded]:
-        """Encode with the length policy; long messages get references from the store, so
-        they never repeat within 2**bits consecutive long messages to one number, whatever
-        restarts or other gateway processes happen in between."""
+    def _plan(self, text: str) -> list[Encoded]:
+        """Encode with the length policy (references are patched in per recipient)."""
         try:
-            plans = plan(text, self.sms_options, 0)
-            if any(e.segments > 1 for e in plans):
-                modulus = 1 << self.sms_options.reference_bits
-                try:
-                    first = await self.store.allocate_references(
-                        number, len(plans), random.randrange(modulus)
-                    )
-                except StoreError:
-                    raise RefusedError(STORE_DOWN) from None
-                plans = with_reference(plans, first % modulus, self.sms_options.reference_bits)
-            return plans
+            return plan(text, self.sms_options, 0)
         except TooLong as exc:
             raise RefusedError(
                 Refusal(
@@ -336,6 +338,18 @@ class Intake:
                     f"Message too long: {exc.segments} SMS segments, at most {exc.limit} allowed",
                 )
             ) from None
+
+    def _with_references(
+        self, plans: list[Encoded], number: str, allocate: Allocate
+    ) -> list[Encoded]:
+        """Long messages get references from the store's per-destination counter, so they
+        never repeat within 2**bits consecutive long messages to one number, whatever
+        restarts or other gateway processes happen in between."""
+        if not any(e.segments > 1 for e in plans):
+            return plans
+        bits = self.sms_options.reference_bits
+        first = allocate(number, len(plans), random.randrange(1 << bits))
+        return with_reference(plans, first % (1 << bits), bits)
 
 
 # The same few numbers recur (an on-call rota): phonenumbers costs ~50 µs a parse, the cache

@@ -31,6 +31,7 @@ from mailsms.store.queries import Dialect, queries
 
 T = TypeVar("T")
 Row = dict[str, Any]
+Allocate = Callable[[str, int, int], int]  # (destination, count, start) -> first reference
 
 
 class Tx(Protocol):
@@ -51,10 +52,10 @@ class Store(Protocol):
     async def ping(self) -> None: ...
     async def enqueue(
         self,
-        messages: Sequence[NewMessage],
+        messages: Sequence[NewMessage] | Callable[[Allocate], Sequence[NewMessage]],
         now: float,
         conversations: Sequence[dict[str, Any]] = (),
-    ) -> None: ...
+    ) -> Sequence[NewMessage]: ...
     async def claim(self, owner: str, limit: int, lease: float, now: float) -> list[Message]: ...
     async def mark_submitted(
         self,
@@ -139,19 +140,29 @@ class SqlStore(MailOps, FragmentOps, abc.ABC):
 
     async def enqueue(
         self,
-        messages: Sequence[NewMessage],
+        messages: Sequence[NewMessage] | Callable[[Allocate], Sequence[NewMessage]],
         now: float,
         conversations: Sequence[dict[str, Any]] = (),
-    ) -> None:
-        """Queue messages (and remember their conversations) in one durable commit."""
+    ) -> Sequence[NewMessage]:
+        """Queue messages (and remember their conversations) in one durable commit.
 
-        def op(tx: Tx) -> None:
-            for msg in messages:
+        ``messages`` may be a function that builds them inside the transaction, given
+        ``allocate(destination, count, start)`` for concatenation references: one commit
+        then covers both (see :meth:`allocate_references`).
+        """
+
+        def op(tx: Tx) -> Sequence[NewMessage]:
+            if callable(messages):
+                built = messages(lambda d, c, st: _allocate(tx, d, c, st))
+            else:
+                built = messages
+            for msg in built:
                 _insert(tx, msg, now)
             for conv in conversations:
                 insert_conversation(tx, conv, now)
+            return built
 
-        await self._run(op)
+        return await self._run(op)
 
     async def claim(self, owner: str, limit: int, lease: float, now: float) -> list[Message]:
         def op(tx: Tx) -> list[Message]:
@@ -391,10 +402,7 @@ class SqlStore(MailOps, FragmentOps, abc.ABC):
         (``start`` seeds a destination never seen). The caller reduces it modulo 2**bits."""
 
         def op(tx: Tx) -> int:
-            rows = tx.fetchall(
-                "allocate_refs", {"destination": destination, "count": count, "start": start}
-            )
-            return int(rows[0]["next_ref"]) - count
+            return _allocate(tx, destination, count, start)
 
         # Not fsynced: after a power cut a reference may repeat once, harmlessly rare.
         return await self._run(op, durable=False)
@@ -537,6 +545,13 @@ def _insert(tx: Tx, msg: NewMessage, now: float) -> None:
         ],
     )
     _event(tx, msg.id, State.QUEUED, f"accepted from {msg.origin}", now, msg.origin)
+
+
+def _allocate(tx: Tx, destination: str, count: int, start: int) -> int:
+    rows = tx.fetchall(
+        "allocate_refs", {"destination": destination, "count": count, "start": start}
+    )
+    return int(rows[0]["next_ref"]) - count
 
 
 def _apply_report(

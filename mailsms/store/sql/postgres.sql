@@ -16,7 +16,10 @@ WITH queued AS (
 UPDATE messages AS m SET state = 'submitting', lease_owner = :owner,
     lease_expires_at = :lease_expires_at, attempts = m.attempts + 1, updated_at = :now
 FROM due WHERE m.id = due.id
-RETURNING m.*;
+-- Only what a submit needs (not the returned original or the DSN parameters).
+RETURNING m.id, m.state, m.origin, m.sender, m.recipient, m.source_addr, m.carrier, m.text,
+    m.encoding, m.subject, m.mail_message_id, m.created_at, m.updated_at, m.expires_at,
+    m.attempts, m.next_attempt_at, m.last_error, m.segments;
 
 -- name: get_parts_many
 SELECT * FROM parts WHERE message_id = ANY(:ids) ORDER BY message_id, seq;

@@ -18,7 +18,10 @@ WHERE id IN (
     )
     LIMIT :limit
 )
-RETURNING *;
+-- Only what a submit needs (not the returned original or the DSN parameters).
+RETURNING id, state, origin, sender, recipient, source_addr, carrier, text, encoding, subject,
+    mail_message_id, created_at, updated_at, expires_at, attempts, next_attempt_at,
+    last_error, segments;
 
 -- name: get_parts_many
 SELECT * FROM parts WHERE message_id IN (SELECT value FROM json_each(:ids))

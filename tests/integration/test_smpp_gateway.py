@@ -14,7 +14,7 @@ from mailsms.carriers.smpp import SmppCarrier
 from mailsms.model import State
 from tests.conftest import GatewayFactory
 from tests.helpers import in_state, until
-from tests.peers import missing_peer
+from tests.peers import missing_peer, smpp_carrier
 from tests.peers.smsc_smpp34 import Smpp34Smsc
 
 pytestmark = pytest.mark.peers
@@ -34,20 +34,7 @@ async def test_queued_message_is_submitted_delivered_and_mo_is_stored(
     smsc: Smpp34Smsc, gateway_factory: GatewayFactory
 ) -> None:
     # smsc first: it is torn down after the gateway, so the gateway unbinds cleanly.
-    gw = await gateway_factory(
-        carrier=[
-            {
-                "name": "smsc",
-                "type": "smpp",
-                "host": "127.0.0.1",
-                "port": smsc.port,
-                "system_id": "acme",
-                "password": "secret",
-                "from": "ACME",
-                "reconnect_min": "50ms",
-            }
-        ]
-    )
+    gw = await gateway_factory(carrier=[smpp_carrier(smsc.port)])
     carrier = gw.carriers["smsc"]
     assert isinstance(carrier, SmppCarrier)  # resolved through the mailsms.carriers entry point
     await smsc.wait_for(lambda e: e["event"] == "bound")

@@ -15,7 +15,7 @@ from mailsms.model import PartSpec
 from mailsms.sms.encode import SmsOptions, encode
 from tests.conftest import GatewayFactory
 from tests.helpers import until
-from tests.peers import missing_peer
+from tests.peers import missing_peer, smpp_carrier
 from tests.peers.smsc_smpp34 import Smpp34Smsc
 
 pytestmark = pytest.mark.peers
@@ -49,19 +49,7 @@ def start_gateway(
         mark = len(smsc.events)
         gw = await gateway_factory(
             store={"url": store_url},
-            carrier=[
-                {
-                    "name": "smsc",
-                    "type": "smpp",
-                    "host": "127.0.0.1",
-                    "port": smsc.port,
-                    "system_id": "acme",
-                    "password": "secret",
-                    "from": "ACME",
-                    "reconnect_min": "50ms",
-                    **carrier,
-                }
-            ],
+            carrier=[smpp_carrier(smsc.port, **carrier)],
         )
         await smsc.wait_for(lambda e: e["event"] == "bound", after=mark)
         return gw

@@ -46,3 +46,18 @@ class Recorder:
     async def wait(self, predicate: Callable[[], bool], within: float = 10.0) -> None:
         async with asyncio.timeout(within), self._changed:
             await self._changed.wait_for(predicate)
+
+
+def smpp_carrier(port: int, **extra: Any) -> dict[str, Any]:
+    """The ``[[carrier]]`` entry the gateway tests use for a harness SMSC on ``port``."""
+    return {
+        "name": "smsc",
+        "type": "smpp",
+        "host": "127.0.0.1",
+        "port": port,
+        "system_id": "acme",
+        "password": "secret",
+        "from": "ACME",
+        "reconnect_min": "50ms",
+        **extra,
+    }

@@ -170,3 +170,39 @@ def test_absolute_time_is_utc_with_quarter_hours() -> None:
 )
 def test_status_kinds(code: int, kind: str) -> None:
     assert status.kind(code) == kind
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"0000ABCD\x00",  # the usual answer: read by the short path
+        b"\x00",  # an empty message_id
+        b"A\x00B\x00",  # a NUL inside: trailing octets, refused
+        b"ABC\x00" + bytes.fromhex("001e00024100"),  # a TLV after the id
+        b"X" * 64 + b"\x00",  # the longest id
+        b"X" * 65 + b"\x00",  # one octet too long
+        b"ABC",  # not terminated
+    ],
+)
+@pytest.mark.parametrize("command", [CommandId.SUBMIT_SM_RESP, CommandId.DELIVER_SM_RESP])
+@pytest.mark.parametrize("command_status", [0, 0x58])
+def test_message_responses_decode_alike_on_both_paths(
+    body: bytes, command: CommandId, command_status: int
+) -> None:
+    """decode's short path for a bare message_id agrees with the cursor, field by field."""
+    from mailsms.carriers.smpp import pdu as codec
+
+    wire = struct.pack(">IIII", 16 + len(body), command, command_status, 5) + body
+    try:
+        fast: Pdu | str = decode(wire)
+    except PduError as exc:
+        fast = f"{exc.status}: {exc}"
+    reader = codec._Reader(wire[16:], command, 5)
+    try:
+        body_value = codec._decode_body(command, command_status, reader)
+        if not reader.at_end():
+            raise reader.fail(f"{len(reader.data) - reader.pos} trailing octets", 0x02)
+        slow: Pdu | str = Pdu(command, 5, command_status, body_value)
+    except PduError as exc:
+        slow = f"{exc.status}: {exc}"
+    assert fast == slow

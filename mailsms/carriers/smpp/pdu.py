@@ -48,6 +48,9 @@ class CommandId(enum.IntEnum):
         return bool(self.value & RESPONSE_BIT)
 
 
+# By value, for decode: a dict lookup instead of the enum's constructor.
+_COMMAND_IDS: dict[int, CommandId] = {int(c): c for c in CommandId}
+
 BIND_COMMANDS = frozenset(
     {CommandId.BIND_RECEIVER, CommandId.BIND_TRANSMITTER, CommandId.BIND_TRANSCEIVER}
 )
@@ -121,13 +124,17 @@ class PduError(ValueError):
 
 Tlv = tuple[int, bytes]
 
+# The PDU values below are plain (not frozen) dataclasses, to be treated as values all the
+# same: a frozen dataclass's __init__ sets every field through object.__setattr__, which
+# for the 18 fields of a ShortMessage costs more than encoding it, on every submit.
+
 
 @dataclass(frozen=True, slots=True)
 class Empty:
     """The body of enquire_link, unbind, their responses and generic_nack."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Bind:
     system_id: str
     password: str = ""
@@ -138,13 +145,13 @@ class Bind:
     address_range: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class BindResp:
     system_id: str = ""
     tlvs: tuple[Tlv, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ShortMessage:
     """The body shared by submit_sm and deliver_sm."""
 
@@ -168,7 +175,7 @@ class ShortMessage:
     tlvs: tuple[Tlv, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class DataSm:
     source_addr: str = ""
     destination_addr: str = ""
@@ -183,7 +190,7 @@ class DataSm:
     tlvs: tuple[Tlv, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class MessageResp:
     """The body of submit_sm_resp, deliver_sm_resp and data_sm_resp."""
 
@@ -196,7 +203,7 @@ Body = Empty | Bind | BindResp | ShortMessage | DataSm | MessageResp
 EMPTY = Empty()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Pdu:
     command_id: CommandId
     sequence: int
@@ -248,10 +255,17 @@ def encode(pdu: Pdu) -> bytes:
 
 
 def _cstr(value: str, size: int, name: str) -> bytes:
+    return _octets(value, size, name) + b"\x00"
+
+
+def _octets(value: str, size: int, name: str) -> bytes:
+    """A C-octet string's content, without its NUL; ValueError if it does not fit."""
+    if not value:
+        return b""
     raw = value.encode("latin-1")
     if len(raw) >= size or b"\x00" in raw:
         raise ValueError(f"{name} is longer than {size - 1} octets or contains NUL")
-    return raw + b"\x00"
+    return raw
 
 
 def _encode_tlvs(tlvs: tuple[Tlv, ...]) -> bytes:
@@ -285,32 +299,39 @@ def _encode_body(body: Body) -> bytes:
     return _encode_data_sm(body)
 
 
+# submit_sm/deliver_sm in one formatting step (every PDU the gateway sends is one): the
+# C-octet strings (service_type, addresses, times) with their NULs, then the octets.
+_SHORT_MESSAGE = b"%b\x00%c%c%b\x00%c%c%b\x00%c%c%c%b\x00%b\x00%c%c%c%c%c%b%b"
+
+
 def _encode_short_message(sm: ShortMessage) -> bytes:
-    if len(sm.short_message) > 254:
+    message = sm.short_message
+    if len(message) > 254:
         raise ValueError("short_message is longer than 254 octets; use message_payload")
-    return b"".join(
-        (
-            _cstr(sm.service_type, 6, "service_type"),
-            bytes([sm.source_addr_ton, sm.source_addr_npi]),
-            _cstr(sm.source_addr, 21, "source_addr"),
-            bytes([sm.dest_addr_ton, sm.dest_addr_npi]),
-            _cstr(sm.destination_addr, 21, "destination_addr"),
-            bytes([sm.esm_class, sm.protocol_id, sm.priority_flag]),
-            _cstr(sm.schedule_delivery_time, 17, "schedule_delivery_time"),
-            _cstr(sm.validity_period, 17, "validity_period"),
-            bytes(
-                [
-                    sm.registered_delivery,
-                    sm.replace_if_present_flag,
-                    sm.data_coding,
-                    sm.sm_default_msg_id,
-                    len(sm.short_message),
-                ]
-            ),
-            sm.short_message,
-            _encode_tlvs(sm.tlvs),
+    try:
+        return _SHORT_MESSAGE % (
+            _octets(sm.service_type, 6, "service_type"),
+            sm.source_addr_ton,
+            sm.source_addr_npi,
+            _octets(sm.source_addr, 21, "source_addr"),
+            sm.dest_addr_ton,
+            sm.dest_addr_npi,
+            _octets(sm.destination_addr, 21, "destination_addr"),
+            sm.esm_class,
+            sm.protocol_id,
+            sm.priority_flag,
+            _octets(sm.schedule_delivery_time, 17, "schedule_delivery_time"),
+            _octets(sm.validity_period, 17, "validity_period"),
+            sm.registered_delivery,
+            sm.replace_if_present_flag,
+            sm.data_coding,
+            sm.sm_default_msg_id,
+            len(message),
+            message,
+            _encode_tlvs(sm.tlvs) if sm.tlvs else b"",
         )
-    )
+    except OverflowError:  # %c of an integer field outside 0..255
+        raise ValueError("an integer field of the short message is outside 0..255") from None
 
 
 def _encode_data_sm(sm: DataSm) -> bytes:
@@ -406,15 +427,21 @@ def decode(frame: bytes) -> Pdu:
             sequence=sequence,
             framing=True,
         )
-    try:
-        cid = CommandId(command_id)
-    except ValueError:
+    cid = _COMMAND_IDS.get(command_id)
+    if cid is None:
         raise PduError(
             f"unknown command_id 0x{command_id:08x}",
             ESME_RINVCMDID,
             command_id=command_id,
             sequence=sequence,
-        ) from None
+        )
+    if cid in _MSG_RESPS and length > HEADER_SIZE and frame[-1] == 0:
+        # The answer to every submit: a message_id and nothing after it, read without
+        # a cursor. Anything else (TLVs, a NUL inside) takes the checked path below.
+        end = frame.find(b"\x00", HEADER_SIZE, HEADER_SIZE + 65)
+        if end == length - 1:
+            message_id = frame[HEADER_SIZE:end].decode("latin-1")
+            return Pdu(cid, sequence, status, MessageResp(message_id))
     r = _Reader(frame[HEADER_SIZE:], command_id, sequence)
     body = _decode_body(cid, status, r)
     if not r.at_end():

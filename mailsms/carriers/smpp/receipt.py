@@ -116,24 +116,27 @@ def error_code(err: str | None) -> str | None:
     return err
 
 
-_DECIMAL = re.compile(r"[0-9]+").fullmatch
 _HEX = re.compile(r"[0-9a-fA-F]+").fullmatch
 
 
-def _value_keys(carrier_id: str) -> list[str]:
-    """Keys under which an id is findable: itself, and its numeric value(s)."""
-    keys = [f"s:{carrier_id.lower()}"]
-    if _DECIMAL(carrier_id):
-        keys.append(f"n:{int(carrier_id, 10)}")
+def _is_decimal(value: str) -> bool:
+    return value.isascii() and value.isdigit()
+
+
+def _value_keys(carrier_id: str) -> tuple[str | int, ...]:
+    """Keys under which an id is findable: its lowercase self (a str), and its numeric
+    value(s) (ints, so they never collide with a string key). Runs for every submit."""
+    if _is_decimal(carrier_id):  # and so hex as well
+        return (carrier_id.lower(), int(carrier_id, 10), int(carrier_id, 16))
     if _HEX(carrier_id):
-        keys.append(f"n:{int(carrier_id, 16)}")
-    return keys
+        return (carrier_id.lower(), int(carrier_id, 16))
+    return (carrier_id.lower(),)
 
 
 def candidate_ids(receipt_id: str) -> tuple[str, ...]:
     """Renderings of a receipt id a store may hold: as given, decimal->hex, hex->decimal."""
     out = [receipt_id]
-    if _DECIMAL(receipt_id):
+    if _is_decimal(receipt_id):
         value = int(receipt_id, 10)
         out += [f"{value:x}", f"{value:X}"]
     if _HEX(receipt_id):
@@ -151,28 +154,32 @@ class IdIndex:
     def __init__(self, size: int = 100_000) -> None:
         self._size = size
         self._ids: OrderedDict[str, None] = OrderedDict()
-        self._keys: dict[str, str] = {}
+        self._keys: dict[str | int, str] = {}
 
     def add(self, carrier_id: str) -> None:
-        self._ids[carrier_id] = None
-        self._ids.move_to_end(carrier_id)
+        ids = self._ids
+        if carrier_id in ids:
+            ids.move_to_end(carrier_id)
+        else:
+            ids[carrier_id] = None
+        keys = self._keys
         for key in _value_keys(carrier_id):
-            self._keys.setdefault(key, carrier_id)
-        while len(self._ids) > self._size:
-            old, _ = self._ids.popitem(last=False)
+            keys.setdefault(key, carrier_id)
+        while len(ids) > self._size:
+            old, _ = ids.popitem(last=False)
             for key in _value_keys(old):
-                if self._keys.get(key) == old:
-                    del self._keys[key]
+                if keys.get(key) == old:
+                    del keys[key]
 
     def match(self, receipt_id: str) -> str | None:
         """The stored id that ``receipt_id`` refers to, or None."""
-        exact = self._keys.get(f"s:{receipt_id.lower()}")
+        exact = self._keys.get(receipt_id.lower())
         if exact is not None:
             return exact
-        if _DECIMAL(receipt_id):
-            found = self._keys.get(f"n:{int(receipt_id, 10)}")
+        if _is_decimal(receipt_id):
+            found = self._keys.get(int(receipt_id, 10))
             if found is not None:
                 return found
         if _HEX(receipt_id):
-            return self._keys.get(f"n:{int(receipt_id, 16)}")
+            return self._keys.get(int(receipt_id, 16))
         return None

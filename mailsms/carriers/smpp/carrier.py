@@ -315,26 +315,31 @@ class SmppCarrier(Carrier):
         self._inflight.count += 1
         self._inflight.idle.clear()
         try:
-            ids = [
-                await self._submit_one(session, body, i, len(bodies))
-                for i, body in enumerate(bodies, 1)
-            ]
+            ids: list[str | None] = []
+            # A loop: an awaiting comprehension would cost one more coroutine per submit.
+            for i, body in enumerate(bodies, 1):
+                ids.append(await self._submit_one(session, body, i, len(bodies)))
         finally:
             self._inflight.count -= 1
             if self._inflight.count == 0:
                 self._inflight.idle.set()
         if self.config.concat == "payload":
             ids = ids * len(sms.parts)
-        log.debug(  # the dispatcher logs each submit at info already
-            "submitted %s in %d part(s)",
-            sms.message_id,
-            len(ids),
-            extra={"event": "smpp.submitted", "message_id": sms.message_id},
-        )
+        if log.isEnabledFor(logging.DEBUG):  # the dispatcher logs each submit at info already
+            log.debug(
+                "submitted %s in %d part(s)",
+                sms.message_id,
+                len(ids),
+                extra={"event": "smpp.submitted", "message_id": sms.message_id},
+            )
         return Submitted(tuple(ids))
 
     def _pick(self) -> Session:
         """The bound submitting session with the fewest outstanding requests."""
+        if len(self._links) == 1:  # the usual single transceiver: nothing to choose
+            only = self._links[0].session
+            if only is not None and only.bound and self._links[0].submits:
+                return only
         sessions = [
             link.session
             for link in self._links

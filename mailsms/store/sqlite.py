@@ -1,17 +1,18 @@
 """The embedded store: SQLite in WAL mode, statements on the loop, fsyncs grouped on a thread.
 
-Why this shape. A durable commit costs an fsync (~280 µs here); the statements themselves
+Why this shape. A durable commit costs an fsync (~175-280 µs here); the statements themselves
 cost microseconds. Running them on a writer thread looked right but measured wrong: the
 sqlite3 module drops the GIL around every statement, and each time the thread had to win it
 back from a busy event loop (up to the 5 ms switch interval), so commits crawled under load.
 So the statements run on the loop, in ``synchronous = NORMAL`` (no fsync in COMMIT; SQLite
 still syncs around checkpoints, so the file stays consistent), and durability comes from an
-explicit ``fsync`` of the WAL file that one thread runs for every commit waiting at that
-moment (group commit): one GIL hand-off per fsync, not per statement. ``_run`` returns only
-after the fsync that covers its commit, so an SMTP ``250`` still means "on disk".
+explicit ``fdatasync`` of the WAL file, run for every commit waiting at that moment (group
+commit) by a child process (:mod:`mailsms.store.syncer`): the loop writes a line and reads
+one back, and no thread competes with it for the GIL. ``_run`` returns only after the fsync
+that covers its commit, so an SMTP ``250`` still means "on disk".
 
-Checkpoints are ours too (``wal_autocheckpoint = 0``): after an fsync round, at most once a
-second, the thread runs a PASSIVE checkpoint on its own connection, which never blocks the
+Checkpoints are the child's too (``wal_autocheckpoint = 0``): after an fsync round, at most
+once a second, it runs a PASSIVE checkpoint on its own connection, which never blocks the
 loop's writes; ``journal_size_limit`` keeps the WAL file from growing without bound.
 """
 
@@ -20,11 +21,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import sqlite3
+import sys
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -35,7 +35,7 @@ from mailsms.store.queries import migrations
 T = TypeVar("T")
 log = logging.getLogger("mailsms.store")
 
-_CHECKPOINT_INTERVAL = 1.0  # seconds between PASSIVE checkpoints while commits flow
+_SYNCER = str(Path(__file__).with_name("syncer.py"))
 
 
 class _SqliteTx:
@@ -64,13 +64,10 @@ class SqliteStore(SqlStore):
         self.path = path
         self._conn: sqlite3.Connection | None = None
         self._tx: _SqliteTx | None = None
-        self._executor: ThreadPoolExecutor | None = None
-        self._wal_fd: int | None = None
-        self._checkpointer: sqlite3.Connection | None = None
+        self._syncer: asyncio.subprocess.Process | None = None
         self._waiting: list[asyncio.Future[None]] = []
         self._syncing = False
         self._pending: list[tuple[Callable[[Tx], Any], asyncio.Future[Any]]] = []
-        self._last_checkpoint = 0.0
 
     @classmethod
     def from_url(cls, url: str) -> SqliteStore:
@@ -80,7 +77,6 @@ class SqliteStore(SqlStore):
     async def open(self) -> None:
         if self._conn is not None:
             return
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="mailsms-fsync")
         try:
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -103,19 +99,7 @@ class SqliteStore(SqlStore):
             return
         await self._drain()
         conn.close()
-
-        def release() -> None:
-            if self._checkpointer is not None:
-                self._checkpointer.close()
-                self._checkpointer = None
-            if self._wal_fd is not None:
-                os.close(self._wal_fd)
-                self._wal_fd = None
-
-        executor, self._executor = self._executor, None
-        assert executor is not None
-        await asyncio.get_running_loop().run_in_executor(executor, release)
-        executor.shutdown(wait=True)
+        await self._stop_syncer()
 
     async def _drain(self) -> None:
         while self._syncing or self._waiting:
@@ -207,16 +191,12 @@ class SqliteStore(SqlStore):
         await fut
 
     async def _sync_rounds(self) -> None:
-        loop = asyncio.get_running_loop()
         try:
             while self._waiting:
                 round_, self._waiting = self._waiting, []
                 try:
-                    if self._executor is None:
-                        raise OSError("store is closed")
-                    await loop.run_in_executor(self._executor, self._fsync)
-                except OSError as exc:
-                    err = StoreError(f"fsync failed: {exc}")
+                    await self._fsync()
+                except StoreError as err:
                     for fut in round_:
                         if not fut.done():
                             fut.set_exception(err)
@@ -227,25 +207,58 @@ class SqliteStore(SqlStore):
         finally:
             self._syncing = False
 
-    def _fsync(self) -> None:
-        """On the fsync thread: make every committed WAL frame durable, checkpoint if due."""
-        if self._wal_fd is None:
-            self._wal_fd = os.open(self.path + "-wal", os.O_RDONLY | os.O_CREAT, 0o644)
-            _fsync_dir(self.path)  # the WAL's directory entry, once
-        os.fdatasync(self._wal_fd)  # data and the size needed to read it, as SQLite does
-        now = time.monotonic()
-        if now - self._last_checkpoint > _CHECKPOINT_INTERVAL:
-            self._last_checkpoint = now
-            self._checkpoint()
-
-    def _checkpoint(self) -> None:
+    async def _fsync(self) -> None:
+        """One round in the syncer child: every WAL frame committed so far reaches the disk.
+        A child that died is started again for the next round; this round fails (451)."""
+        if self._conn is None and self._syncer is None:
+            raise StoreError("store is closed")
+        proc = self._syncer
+        if proc is None or proc.returncode is not None:
+            proc = self._syncer = await self._start_syncer()
+        assert proc.stdin is not None and proc.stdout is not None
         try:
-            if self._checkpointer is None:
-                self._checkpointer = sqlite3.connect(self.path, isolation_level=None)
-                self._checkpointer.execute("PRAGMA synchronous = NORMAL")
-            self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        except sqlite3.Error as exc:  # a busy checkpoint is retried after the next round
-            log.warning("checkpoint failed", extra={"event": "checkpoint", "error": str(exc)})
+            proc.stdin.write(b"\n")
+            answer = await proc.stdout.readline()
+        except (OSError, ConnectionError) as exc:
+            answer = f"error syncer: {exc}\n".encode()
+        if answer == b"ok\n":
+            return
+        if not answer:  # EOF: the child is gone; reap it, start a fresh one next round
+            self._syncer = None
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+            answer = f"error fsync process exited ({proc.returncode})\n".encode()
+        text = answer.decode(errors="replace").strip().removeprefix("error ")
+        log.error("durable commit failed", extra={"event": "store_error", "error": text})
+        raise StoreError(text)
+
+    async def _start_syncer(self) -> asyncio.subprocess.Process:
+        try:
+            return await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-I",
+                "-S",
+                _SYNCER,
+                self.path,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+            )
+        except OSError as exc:
+            raise StoreError(f"cannot start the fsync process: {exc}") from None
+
+    async def _stop_syncer(self) -> None:
+        proc, self._syncer = self._syncer, None
+        if proc is None:
+            return
+        assert proc.stdin is not None
+        proc.stdin.close()  # EOF: the child finishes its round and exits
+        try:
+            await asyncio.wait_for(proc.wait(), 10)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
 
     async def queue_depth(self) -> dict[str, int]:
         """Counts every row: done on the fsync thread with a connection of its own, off the
@@ -259,20 +272,12 @@ class SqliteStore(SqlStore):
                 conn.close()
             return {str(state): int(n) for state, n in rows}
 
-        if self._conn is None or self._executor is None:
+        if self._conn is None:
             raise StoreError("store is not open")
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, count)
+            return await asyncio.to_thread(count)
         except sqlite3.Error as exc:
             raise StoreError(str(exc)) from None
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _migrate(conn: sqlite3.Connection) -> None:

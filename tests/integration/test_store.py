@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
 from mailsms.carriers.base import InboundSms
+from mailsms.errors import StoreError
 from mailsms.model import NewMessage, PartSpec, PartState, State, new_id
 from mailsms.store import SqlStore, open_store
+from mailsms.store.sqlite import SqliteStore
 
 T0 = 1_800_000_000.0
 
@@ -273,3 +276,41 @@ async def test_retention_purges_only_what_is_finished_and_old(store: SqlStore) -
     assert await store.get(old_done.id) is None
     assert await store.get(old_queued.id) is not None  # still to be sent: never purged
     assert await store.get(new_done.id) is not None
+
+
+async def test_sqlite_fsync_child_death_fails_one_round_then_recovers(tmp_path: Path) -> None:
+    """The fsync child is killed: no commit is reported durable that was not fsynced (the
+    round in flight fails with StoreError, which intake answers 451), the next round starts
+    a fresh child, and nothing committed is lost."""
+    store = SqliteStore(str(tmp_path / "s.db"))
+    await store.open()
+    try:
+        first = msg()
+        await store.enqueue([first], T0)
+        child = store._syncer
+        assert child is not None
+        child.kill()
+        await child.wait()
+        survivors = [first]
+        for _ in range(3):
+            m = msg()
+            try:
+                await store.enqueue([m], T0)
+            except StoreError:
+                continue  # this round's durability is unknown: the client was told 451
+            survivors.append(m)
+        assert store._syncer is not None and store._syncer.pid != child.pid
+        for m in survivors:
+            assert await store.get(m.id) is not None
+    finally:
+        await store.close()
+    assert store._syncer is None
+
+
+async def test_sqlite_fsync_child_exits_with_the_store(tmp_path: Path) -> None:
+    store = SqliteStore(str(tmp_path / "s.db"))
+    await store.open()
+    child = store._syncer
+    assert child is not None
+    await store.close()
+    assert child.returncode == 0

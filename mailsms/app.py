@@ -94,7 +94,9 @@ class Gateway:
             clock,
             on_done=self.notifier.wake,
         )
-        self.intake = Intake(settings, self.store, self.metrics, self.dispatcher.wake, clock)
+        self.intake = Intake(
+            settings, self.store, self.metrics, self.dispatcher.wake, clock, handoff=self.dispatcher
+        )
         self.inbound = InboundProcessor(
             settings, self.store, self.relay.wake, self._auto_reply, clock
         )

@@ -152,3 +152,31 @@ class Message:
     segments: int
     parts: tuple[Part, ...] = ()
     events: tuple[Event, ...] = ()
+
+    @classmethod
+    def claimed_at_intake(cls, new: NewMessage, now: float) -> Message:
+        """What a claim would have read back for ``new`` stored under a lease at intake
+        (first attempt, parts pending): the dispatcher gets it in memory, not from a query."""
+        return cls(
+            id=new.id,
+            state=State.SUBMITTING,
+            to=new.to,
+            text=new.text,
+            encoding=new.encoding,
+            sender=new.sender,
+            origin=new.origin,
+            source_addr=new.source_addr,
+            carrier=new.carrier,
+            subject=new.subject,
+            mail_message_id=new.mail_message_id,
+            created_at=now,
+            updated_at=now,
+            expires_at=new.expires_at,
+            attempts=1,
+            next_attempt_at=now,
+            last_error=None,
+            segments=len(new.parts),
+            parts=tuple(
+                Part(p.seq, p.text, p.udh, p.payload, p.size, PartState.PENDING) for p in new.parts
+            ),
+        )

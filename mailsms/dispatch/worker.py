@@ -3,6 +3,11 @@
 One loop claims as many messages as there are free submit slots, starts a task per
 message and sleeps until woken (the intake calls :meth:`Dispatcher.wake` after each commit),
 until the next message is due, or ``poll_interval`` (other processes may enqueue too).
+
+When the dispatcher has room and nothing older is waiting in the queue, the intake stores
+new messages already claimed by it (:meth:`reserve`, then :meth:`hand_over` after the
+commit), so a message needs no claim transaction and no read back: that was about a tenth
+of the loop's time per mail at saturation.
 Each carrier has its own concurrency limit and rate limit. A lease left behind by a
 crashed process runs out and the message is claimed again (invariant 1: at least once).
 """
@@ -15,7 +20,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from aiolimiter import AsyncLimiter
 
@@ -26,7 +31,7 @@ from mailsms.dispatch.retry import GiveUp, RetryPolicy
 from mailsms.dispatch.routing import NoRoute, Router
 from mailsms.errors import CarrierError, PermanentFailure, StoreError
 from mailsms.model import Message, PartSpec, State
-from mailsms.store.base import Store
+from mailsms.store.base import Lease, Store
 from mailsms.web.metrics import Metrics
 
 log = logging.getLogger("mailsms.dispatch")
@@ -79,6 +84,28 @@ class Dispatcher:
         self._stopping = False
         self._loop_task: asyncio.Task[None] | None = None
         self._progress: asyncio.Future[None] | None = None
+        self._reserved = 0  # handed-over messages whose commit is still under way
+        self._backlog = True  # the queue may hold due messages (until a claim comes up short)
+
+    def reserve(self, count: int) -> Lease | None:
+        """A lease under which the intake may store ``count`` messages already claimed by
+        us, or None: no room, or older messages are waiting (they go first), or stopping."""
+        if self._stopping or self._backlog:
+            return None
+        if len(self._tasks) + self._reserved + count > self.capacity:
+            return None
+        self._reserved += count
+        return Lease(self.owner, self.clock() + self.settings.lease)
+
+    def unreserve(self, count: int) -> None:
+        """The commit failed: nothing was stored under the lease."""
+        self._reserved -= count
+
+    def hand_over(self, messages: Sequence[Message], reserved: int) -> None:
+        """Messages committed under :meth:`reserve`'s lease: submit them as if claimed."""
+        self._reserved -= reserved
+        for message in messages:
+            self._start(message)
 
     def wake(self) -> None:
         """Something was queued: look now rather than at the next poll."""
@@ -102,7 +129,7 @@ class Dispatcher:
     async def _run(self) -> None:
         while not self._stopping:
             self._wake.clear()
-            free = self.capacity - len(self._tasks)
+            free = self.capacity - len(self._tasks) - self._reserved
             if free <= 0:
                 await self._wait(self.settings.poll_interval)  # a finishing task wakes us
                 continue
@@ -114,11 +141,15 @@ class Dispatcher:
                 log.error("claim failed", extra={"event": "claim_failed", "error": str(exc)})
                 claimed = []
             for message in claimed:
-                task = asyncio.create_task(self._handle(message))
-                self._tasks.add(task)
-                task.add_done_callback(self._done)
-            if len(claimed) < free:
+                self._start(message)
+            self._backlog = len(claimed) >= free
+            if not self._backlog:
                 await self._wait(await self._idle_timeout())
+
+    def _start(self, message: Message) -> None:
+        task = asyncio.create_task(self._handle(message))
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)

@@ -14,7 +14,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from mailsms.address import ForeignDomain, Recipient, mask, parse_recipient
 from mailsms.config import Settings
@@ -22,14 +22,14 @@ from mailsms.dispatch.routing import Router
 from mailsms.errors import AddressError, StoreError
 from mailsms.mail.dsn import DsnParams
 from mailsms.mail.parse import BodyOptions, Extracted, NoTextError, extract
-from mailsms.model import NewMessage, new_id
+from mailsms.model import Message, NewMessage, new_id
 from mailsms.policy import Refusal
 from mailsms.policy.destinations import DestinationRule
 from mailsms.policy.optout import OptOutRule
 from mailsms.policy.rate import SenderRateRule
 from mailsms.policy.senders import SenderRule
 from mailsms.sms.encode import Encoded, SmsOptions, TooLong, plan, with_reference
-from mailsms.store.base import Allocate, SqlStore
+from mailsms.store.base import Allocate, Lease, SqlStore
 from mailsms.store.mail_ops import Conversation
 from mailsms.web.metrics import Metrics
 
@@ -92,6 +92,14 @@ class RefusedError(Exception):
         self.refusal = refusal
 
 
+class Handoff(Protocol):
+    """The dispatcher's side of a direct handover (see :mod:`mailsms.dispatch.worker`)."""
+
+    def reserve(self, count: int) -> Lease | None: ...
+    def unreserve(self, count: int) -> None: ...
+    def hand_over(self, messages: Sequence[Message], reserved: int) -> None: ...
+
+
 class Intake:
     def __init__(
         self,
@@ -100,11 +108,13 @@ class Intake:
         metrics: Metrics,
         on_queued: Callable[[], None] = lambda: None,
         clock: Callable[[], float] = time.time,
+        handoff: Handoff | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.metrics = metrics
         self.on_queued = on_queued
+        self.handoff = handoff
         self.clock = clock
         self.domains = settings.gateway.all_domains
         self.senders = SenderRule(settings.policy)
@@ -260,14 +270,25 @@ class Intake:
                 ]
             return built
 
+        count = len(recipients) * len(plans)
+        lease = self.handoff.reserve(count) if self.handoff is not None else None
         try:
-            messages = await self.store.enqueue(build, now, conversations)
-        except StoreError as exc:
+            messages = await self.store.enqueue(build, now, conversations, lease=lease)
+        except BaseException as exc:
+            # Not handed over. Committed anyway (cancelled while the fsync ran)? Then the
+            # lease runs out and a claim takes them, as after a crash: nothing is lost.
+            if lease is not None and self.handoff is not None:
+                self.handoff.unreserve(count)
+            if not isinstance(exc, StoreError):
+                raise
             log.error("enqueue failed", extra={"event": "store_error", "error": str(exc)})
             raise RefusedError(STORE_DOWN) from None
         self.rate.charge(sender, len(recipients))
         self.metrics.accepted.labels(origin=origin).inc(len(messages))
-        self.on_queued()
+        if lease is not None and self.handoff is not None:
+            self.handoff.hand_over([Message.claimed_at_intake(m, now) for m in messages], count)
+        else:
+            self.on_queued()
         for m in messages if log.isEnabledFor(logging.DEBUG) else ():
             log.debug(
                 "queued",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import abc
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from mailsms.carriers.base import InboundSms
@@ -32,6 +33,14 @@ from mailsms.store.queries import Dialect, queries
 T = TypeVar("T")
 Row = dict[str, Any]
 Allocate = Callable[[str, int, int], int]  # (destination, count, start) -> first reference
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """Who holds a claimed message, and until when (a crashed holder's lease runs out)."""
+
+    owner: str
+    expires_at: float
 
 
 class Tx(Protocol):
@@ -55,6 +64,7 @@ class Store(Protocol):
         messages: Sequence[NewMessage] | Callable[[Allocate], Sequence[NewMessage]],
         now: float,
         conversations: Sequence[dict[str, Any]] = (),
+        lease: Lease | None = None,
     ) -> Sequence[NewMessage]: ...
     async def claim(self, owner: str, limit: int, lease: float, now: float) -> list[Message]: ...
     async def mark_submitted(
@@ -143,12 +153,18 @@ class SqlStore(MailOps, FragmentOps, abc.ABC):
         messages: Sequence[NewMessage] | Callable[[Allocate], Sequence[NewMessage]],
         now: float,
         conversations: Sequence[dict[str, Any]] = (),
+        lease: Lease | None = None,
     ) -> Sequence[NewMessage]:
         """Queue messages (and remember their conversations) in one durable commit.
 
         ``messages`` may be a function that builds them inside the transaction, given
         ``allocate(destination, count, start)`` for concatenation references: one commit
         then covers both (see :meth:`allocate_references`).
+
+        With ``lease`` the messages are stored already claimed by that dispatcher (state
+        ``submitting``, attempt 1, both events written), which then takes them from memory:
+        no claim round trip. A crash before the submit leaves a lease that runs out and is
+        claimed again, exactly like a claim's.
         """
 
         def op(tx: Tx) -> Sequence[NewMessage]:
@@ -157,7 +173,7 @@ class SqlStore(MailOps, FragmentOps, abc.ABC):
             else:
                 built = messages
             for msg in built:
-                _insert(tx, msg, now)
+                _insert(tx, msg, now, lease)
             for conv in conversations:
                 insert_conversation(tx, conv, now)
             return built
@@ -502,7 +518,7 @@ def _message_state(part_states: set[str]) -> State | None:
     return None
 
 
-def _insert(tx: Tx, msg: NewMessage, now: float) -> None:
+def _insert(tx: Tx, msg: NewMessage, now: float, lease: Lease | None = None) -> None:
     tx.execute(
         "insert_message",
         {
@@ -527,6 +543,10 @@ def _insert(tx: Tx, msg: NewMessage, now: float) -> None:
             "notify_success": int("delivered" in msg.notify),
             "dsn": json.dumps(msg.dsn),
             "original": msg.original,
+            "state": State.SUBMITTING.value if lease else State.QUEUED.value,
+            "attempts": 1 if lease else 0,
+            "lease_owner": lease.owner if lease else None,
+            "lease_expires_at": lease.expires_at if lease else None,
         },
     )
     tx.executemany(
@@ -544,7 +564,12 @@ def _insert(tx: Tx, msg: NewMessage, now: float) -> None:
             for part in msg.parts
         ],
     )
-    _event(tx, msg.id, State.QUEUED, f"accepted from {msg.origin}", now, msg.origin)
+    accepted = _event_row(msg.id, State.QUEUED, f"accepted from {msg.origin}", now, msg.origin)
+    if lease is None:
+        tx.execute("insert_event", accepted)
+    else:
+        claimed = _event_row(msg.id, State.SUBMITTING, f"attempt 1 claimed by {lease.owner}", now)
+        tx.executemany("insert_event", [accepted, claimed])
 
 
 def _allocate(tx: Tx, destination: str, count: int, start: int) -> int:
@@ -627,10 +652,13 @@ def _delivered_on_submit(tx: Tx, p: dict[str, Any], carrier_ids: Sequence[str | 
 
 
 def _event(tx: Tx, id: str, state: str, reason: str, at: float, source: str = "gateway") -> None:
-    tx.execute(
-        "insert_event",
-        {"message_id": id, "at": at, "state": str(state), "reason": reason, "source": source},
-    )
+    tx.execute("insert_event", _event_row(id, state, reason, at, source))
+
+
+def _event_row(
+    id: str, state: str, reason: str, at: float, source: str = "gateway"
+) -> dict[str, Any]:
+    return {"message_id": id, "at": at, "state": str(state), "reason": reason, "source": source}
 
 
 def _finish_parts(tx: Tx, id: str, state: State, reason: str, now: float) -> None:

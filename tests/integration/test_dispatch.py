@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 from mailsms.address import parse_recipient
 from mailsms.app import Gateway
 from mailsms.carriers.fake import FakeCarrier
-from mailsms.model import State
+from mailsms.model import Message, NewMessage, PartSpec, State, new_id
+from mailsms.store import open_store
+from mailsms.store.base import Lease
 from tests.conftest import GatewayFactory
 from tests.helpers import settled, until
 
@@ -186,3 +189,93 @@ async def test_long_messages_to_one_number_get_successive_references(gateway: Ga
         assert concat is not None
         refs.append(concat[0])
     assert [(r - refs[0]) % 256 for r in refs] == [0, 1, 2]
+
+
+def record_claims(gw: Gateway) -> list[str]:
+    """The ids every later claim returns (the store's claim, wrapped)."""
+    claimed: list[str] = []
+    claim = gw.store.claim
+
+    async def recording(owner: str, limit: int, lease: float, now: float) -> list[Message]:
+        got = await claim(owner, limit, lease, now)
+        claimed.extend(m.id for m in got)
+        return got
+
+    gw.store.claim = recording  # type: ignore[method-assign]
+    return claimed
+
+
+async def test_an_idle_dispatcher_takes_new_mail_from_the_intake_without_a_claim(
+    gateway: Gateway,
+) -> None:
+    async def idle() -> bool:
+        return gateway.dispatcher.reserve(0) is not None  # its first claim found no backlog
+
+    await until(gateway, idle)
+    claimed = record_claims(gateway)
+    id = await queue(gateway)
+    m = await settled(gateway, id)
+    assert m.state is State.DELIVERED and m.attempts == 1
+    assert id not in claimed
+    # The history is the same as a claim's: accepted, then claimed by this dispatcher.
+    assert [e.state for e in m.events[:3]] == ["queued", "submitting", "submitted"]
+    assert m.events[1].reason == f"attempt 1 claimed by {gateway.dispatcher.owner}"
+
+
+async def test_older_queued_mail_goes_first_new_mail_waits_its_turn(
+    gateway_factory: GatewayFactory, tmp_path: Path
+) -> None:
+    """A backlog (here left by an earlier run) is claimed before anything new is handed over:
+    new mail is stored queued, in line behind it."""
+    store = open_store(f"sqlite:///{tmp_path}/mailsms.db")
+    await store.open()
+    old = [
+        NewMessage(
+            new_id(),
+            UK,
+            f"old {i}",
+            "gsm7",
+            (PartSpec(1, f"old {i}"),),
+            "t",
+            "test",
+            expires_at=time.time() + 3600,
+        )
+        for i in range(12)
+    ]
+    await store.enqueue(old, time.time())
+    await store.close()
+    gw = await gateway_factory(
+        carrier=[{"name": "fake", "type": "fake", "concurrency": 1, "latency": "5ms"}]
+    )
+    id = await queue(gw, "new")
+    m = await gw.store.get(id)
+    assert m is not None and m.state is State.QUEUED
+    await settled(gw, id)
+    for o in old:
+        await settled(gw, o.id)
+    order = [s.text for s in fake(gw).submitted]
+    assert order[-1] == "new" and len(order) == 13
+
+
+async def test_mail_stored_under_a_dead_dispatchers_lease_is_claimed_when_it_runs_out(
+    gateway_factory: GatewayFactory, tmp_path: Path
+) -> None:
+    """The intake committed under a lease and the process died before the handover."""
+    store = open_store(f"sqlite:///{tmp_path}/mailsms.db")
+    await store.open()
+    msg = NewMessage(
+        new_id(),
+        UK,
+        "orphan",
+        "gsm7",
+        (PartSpec(1, "orphan"),),
+        "t",
+        "test",
+        expires_at=time.time() + 3600,
+    )
+    await store.enqueue([msg], time.time(), lease=Lease("dead-process", time.time() + 0.3))
+    await store.close()
+    gw = await gateway_factory(dispatch={"lease": "300ms"})
+    m = await settled(gw, msg.id)
+    assert m.state is State.DELIVERED and m.attempts == 2
+    assert [e.state for e in m.events[:3]] == ["queued", "submitting", "submitting"]

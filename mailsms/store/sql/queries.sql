@@ -4,11 +4,11 @@
 -- name: insert_message
 INSERT INTO messages (id, state, origin, sender, recipient, original_recipient, source_addr,
     carrier, text, encoding, shift_table, segments, subject, mail_message_id, meta,
-    created_at, updated_at, expires_at, attempts, next_attempt_at,
+    created_at, updated_at, expires_at, attempts, next_attempt_at, lease_owner, lease_expires_at,
     notify_failure, notify_delay, notify_success, dsn, original)
-VALUES (:id, 'queued', :origin, :sender, :recipient, :original_recipient, :source_addr,
+VALUES (:id, :state, :origin, :sender, :recipient, :original_recipient, :source_addr,
     :carrier, :text, :encoding, :shift_table, :segments, :subject, :mail_message_id, :meta,
-    :now, :now, :expires_at, 0, :now,
+    :now, :now, :expires_at, :attempts, :now, :lease_owner, :lease_expires_at,
     :notify_failure, :notify_delay, :notify_success, :dsn, :original);
 
 -- name: insert_part

@@ -28,7 +28,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Literal
@@ -170,12 +170,23 @@ def _schemes(languages: tuple[str, ...]) -> list[_Scheme]:
     return out
 
 
-def _costs(text: str, scheme: _Scheme) -> list[int] | None:
+def _prefix(text: str, scheme: _Scheme) -> Sequence[int] | None:
+    """``prefix[i]``: the cost of the first ``i`` characters; None if the scheme cannot
+    carry the text."""
     if scheme.encoding == "ucs2":
-        return [2 if ord(char) > 0xFFFF else 1 for char in text]
-    get = scheme.cost_map.get  # one dict lookup per character: this is the intake's hot path
-    costs = [get(char) for char in text]
-    return None if None in costs else costs  # type: ignore[return-value]
+        costs = [2 if ord(char) > 0xFFFF else 1 for char in text]
+    else:
+        # The intake's hot path. Text of one-septet characters only (most mail) is found
+        # in C: its translation is as long as itself and all ASCII (U+FFFF marks the rest).
+        septets = text.translate(scheme.tables.translation)
+        if len(septets) == len(text) and septets.isascii():
+            return range(len(text) + 1)
+        get = scheme.cost_map.get
+        maybe = [get(char) for char in text]
+        if None in maybe:
+            return None
+        costs = maybe  # type: ignore[assignment]
+    return [0, *itertools.accumulate(costs)]
 
 
 def _limits(scheme: _Scheme, bits: Literal[8, 16]) -> tuple[int, int]:
@@ -189,7 +200,7 @@ def _limits(scheme: _Scheme, bits: Literal[8, 16]) -> tuple[int, int]:
 # --- segmentation -------------------------------------------------------------------------
 
 
-def _fill(prefix: list[int], start: int, cap: int) -> int:
+def _fill(prefix: Sequence[int], start: int, cap: int) -> int:
     """The end of the longest run of whole characters from ``start`` that fits in ``cap``.
 
     ``prefix[i]`` is the cost of the first ``i`` characters (every cost is at least 1, so
@@ -198,7 +209,7 @@ def _fill(prefix: list[int], start: int, cap: int) -> int:
     return bisect.bisect_right(prefix, prefix[start] + cap, lo=start) - 1
 
 
-def _count_from(prefix: list[int], start: int, cap: int) -> int:
+def _count_from(prefix: Sequence[int], start: int, cap: int) -> int:
     """Fewest parts for the text from ``start``: filling each part greedily is optimal here."""
     count, n = 0, len(prefix) - 1
     while start < n:
@@ -207,9 +218,8 @@ def _count_from(prefix: list[int], start: int, cap: int) -> int:
     return count
 
 
-def _boundaries(text: str, costs: list[int], single: int, multi: int) -> list[tuple[int, int]]:
+def _boundaries(text: str, prefix: Sequence[int], single: int, multi: int) -> list[tuple[int, int]]:
     """(start, end) character ranges of each part, fewest parts, word breaks when free."""
-    prefix = [0, *itertools.accumulate(costs)]
     if prefix[-1] <= single:
         return [(0, len(text))]
     total = _count_from(prefix, 0, multi)
@@ -225,7 +235,7 @@ def _boundaries(text: str, costs: list[int], single: int, multi: int) -> list[tu
 
 
 def _back_to_break(
-    text: str, prefix: list[int], start: int, end: int, cap: int, parts_left: int
+    text: str, prefix: Sequence[int], start: int, end: int, cap: int, parts_left: int
 ) -> int:
     """Move ``end`` back to just after the last space or newline if the rest still fits."""
     for cut in range(end - 1, start, -1):
@@ -252,10 +262,10 @@ class _Choice:
 
 
 def _split(text: str, scheme: _Scheme, bits: Literal[8, 16]) -> _Choice | None:
-    costs = _costs(text, scheme)
-    if costs is None:
+    prefix = _prefix(text, scheme)
+    if prefix is None:
         return None
-    return _Choice(text, scheme, _boundaries(text, costs, *_limits(scheme, bits)))
+    return _Choice(text, scheme, _boundaries(text, prefix, *_limits(scheme, bits)))
 
 
 def _candidates(text: str, schemes: list[_Scheme], bits: Literal[8, 16]) -> Iterator[_Choice]:

@@ -46,6 +46,10 @@ class Tables:
     main: str
     extension: MappingProxyType[int, str]
     encode_map: MappingProxyType[str, bytes]
+    # str.translate table for the fast path: every character these tables carry becomes its
+    # septets (as code points < 0x80); every other ASCII character becomes U+FFFF, so one
+    # ``encode("ascii")`` afterwards both produces the bytes and detects the unencodable.
+    translation: MappingProxyType[int, str]
 
     def cost(self, char: str) -> int | None:
         """Septets ``char`` takes (1 or 2), or None when these tables cannot carry it."""
@@ -68,7 +72,9 @@ def tables(shift_table: str | None = None, locking_shift: str | None = None) -> 
     for code, char in enumerate(main):
         if code != ESCAPE:
             encode_map[char] = bytes((code,))
-    return Tables(main, extension, MappingProxyType(encode_map))
+    translation = {c: "\uffff" for c in range(0x80)}
+    translation.update({ord(char): code.decode("ascii") for char, code in encode_map.items()})
+    return Tables(main, extension, MappingProxyType(encode_map), MappingProxyType(translation))
 
 
 def _locking(name: str | None) -> str:
@@ -93,9 +99,13 @@ def encode_septets(
     text: str, shift_table: str | None = None, locking_shift: str | None = None
 ) -> bytes:
     """Unpacked septets for ``text``; ValueError names the first character not encodable."""
-    encode_map = tables(shift_table, locking_shift).encode_map
+    t = tables(shift_table, locking_shift)
     try:
-        return b"".join([encode_map[char] for char in text])
+        return text.translate(t.translation).encode("ascii")  # the intake's hot path: C only
+    except UnicodeEncodeError:
+        pass
+    try:
+        return b"".join([t.encode_map[char] for char in text])
     except KeyError as exc:
         raise ValueError(f"not encodable in GSM 7-bit: {exc.args[0]!r}") from None
 

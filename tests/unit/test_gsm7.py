@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gsm0338
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mailsms.sms import gsm7
 from mailsms.sms.shift_tables import (
@@ -152,3 +154,32 @@ def test_gsm0338_disagreement_escape_character() -> None:
     # receiver reads as the start of an escape sequence; we refuse it (it becomes UCS-2).
     assert gsm0338.Codec().encode("\x1b")[0] == b"\x1b"
     assert not gsm7.is_gsm7("\x1b")
+
+
+_ALL_TABLES = [(None, None), ("turkish", "turkish"), ("spanish", None), ("portuguese", None)]
+
+
+@given(
+    text=st.text(
+        alphabet=st.sampled_from(
+            sorted(set(DEFAULT_ALPHABET) | set(DEFAULT_EXTENSION.values()) | set("`€ÇçşĞ😀\x00"))
+        ),
+        max_size=60,
+    ),
+    which=st.sampled_from(_ALL_TABLES),
+)
+def test_translate_fast_path_agrees_with_the_table_walk(
+    text: str, which: tuple[str | None, str | None]
+) -> None:
+    """encode_septets' str.translate path gives the bytes of the per-character walk, and
+    refuses exactly what the walk refuses."""
+    t = gsm7.tables(*which)
+    try:
+        expected: bytes | None = b"".join(t.encode_map[c] for c in text)
+    except KeyError:
+        expected = None
+    if expected is None:
+        with pytest.raises(ValueError, match="not encodable"):
+            gsm7.encode_septets(text, *which)
+    else:
+        assert gsm7.encode_septets(text, *which) == expected

@@ -249,9 +249,10 @@ def tlv_str(tlvs: tuple[Tlv, ...], tag: int) -> str | None:
 
 def encode(pdu: Pdu) -> bytes:
     """The wire form of ``pdu``. Raises ValueError for a field that does not fit."""
-    body = _encode_body(pdu.body)
-    header = HEADER.pack(HEADER_SIZE + len(body), pdu.command_id, pdu.status, pdu.sequence)
-    return header + body
+    body = pdu.body
+    data = _encode_short_message(body) if isinstance(body, ShortMessage) else _encode_body(body)
+    header = HEADER.pack(HEADER_SIZE + len(data), pdu.command_id, pdu.status, pdu.sequence)
+    return header + data
 
 
 def _cstr(value: str, size: int, name: str) -> bytes:
@@ -263,7 +264,9 @@ def _octets(value: str, size: int, name: str) -> bytes:
     if not value:
         return b""
     raw = value.encode("latin-1")
-    if len(raw) >= size or b"\x00" in raw:
+    # (0 in raw, not b"\x00" in raw: bytes.__contains__ first tries its argument as an
+    # int, and a bytes argument costs it a formatted TypeError, 10x the search.)
+    if len(raw) >= size or 0 in raw:
         raise ValueError(f"{name} is longer than {size - 1} octets or contains NUL")
     return raw
 
@@ -408,7 +411,7 @@ class _Reader:
             expected = _TLV_LENGTHS.get(tag)
             if expected is not None and length != expected:
                 raise self.fail(f"TLV 0x{tag:04x} has length {length}", ESME_RINVPARLEN)
-            if tag == Tag.RECEIPTED_MESSAGE_ID and (length > 65 or b"\x00" in value[:-1]):
+            if tag == Tag.RECEIPTED_MESSAGE_ID and (length > 65 or 0 in value[:-1]):
                 raise self.fail("receipted_message_id is malformed", ESME_RINVPARLEN)
             out.append((tag, value))
         return tuple(out)

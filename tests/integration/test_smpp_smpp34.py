@@ -66,6 +66,13 @@ def outbound(
     return OutboundSms(message_id, to, None, enc.text, enc.encoding, enc.parts, time.time() + 3600)
 
 
+async def submits_seen(smsc: Smpp34Smsc, count: int) -> list[dict[str, Any]]:
+    """The submit events, once there are ``count``: the harness prints each submit before
+    answering it, but its stdout can reach the test after the answer reached the carrier."""
+    await smsc.wait_for(lambda _: len(smsc.of("submit")) >= count)
+    return smsc.of("submit")
+
+
 async def test_long_gsm_and_ucs2_arrive_with_udh_and_exact_bytes(
     smsc: Smpp34Smsc, started: tuple[SmppCarrier, Recorder]
 ) -> None:
@@ -74,7 +81,7 @@ async def test_long_gsm_and_ucs2_arrive_with_udh_and_exact_bytes(
         sms = outbound(text)
         mark = len(smsc.of("submit"))
         result = await carrier.submit(sms)
-        seen = smsc.of("submit")[mark:]
+        seen = (await submits_seen(smsc, mark + len(sms.parts)))[mark:]
         assert len(sms.parts) > 1
         assert len(seen) == len(sms.parts) == len(result.carrier_ids)
         for part, got, carrier_id in zip(sms.parts, seen, result.carrier_ids, strict=True):
@@ -274,7 +281,7 @@ async def test_statuses_map_to_temporary_and_permanent(
     await smsc.command(cmd="script", statuses=[None, 0x0B])
     with pytest.raises(PermanentFailure, match="part 2/"):
         await carrier.submit(outbound(LONG_GSM))
-    assert len(smsc.of("submit")) - mark == 2
+    assert len(await submits_seen(smsc, mark + 2)) - mark == 2
 
 
 async def test_killed_smsc_loses_no_message(smsc: Smpp34Smsc) -> None:

@@ -315,7 +315,8 @@ class SmppCarrier(Carrier):
         session = self._pick()
         bodies = self._bodies(sms)
         self._inflight.count += 1
-        self._inflight.idle.clear()
+        if self._inflight.count == 1:
+            self._inflight.idle.clear()
         try:
             ids: list[str | None] = []
             # A loop, not an awaiting comprehension nor a coroutine per part: every

@@ -152,8 +152,9 @@ class Session(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._framer = Framer()
         self._lost: asyncio.Future[None] = self._loop.create_future()
-        self._writable = asyncio.Event()
+        self._writable = asyncio.Event()  # cleared while the transport is above high water
         self._writable.set()
+        self._paused = False  # (the same, read on every submit without a method call)
         self._out: list[bytes] = []  # PDUs queued in this loop turn, written as one
         self._flush_due = False  # a _flush is scheduled
         self._window = _Window(config.window)
@@ -187,7 +188,9 @@ class Session(asyncio.Protocol):
         resp = await self._request(c.bind_command, c.bind, windowed=False)
         if resp.status != 0:
             raise BindRefused(resp.status)
-        self._bound = True
+        # Never bound once torn down (the connection may have dropped during the bind): the
+        # bound property relies on it.
+        self._bound = not self.closed.is_set()
         self.peer_system_id = getattr(resp.body, "system_id", "")
         self._spawn(self._keepalive_loop())
         log.info(
@@ -214,17 +217,17 @@ class Session(asyncio.Protocol):
         await self._teardown(reason)
 
     async def _teardown(self, reason: str) -> None:
+        was_bound, self._bound = self._bound, False
         if not self.closed.is_set():
             self.close_reason = reason
             self.closed.set()
-            if self._bound:
+            if was_bound:
                 log.warning(
                     "%s lost: %s",
                     self.label,
                     reason,
                     extra={"event": "smpp.closed", "bind": self.label},
                 )
-        self._bound = False
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -247,7 +250,7 @@ class Session(asyncio.Protocol):
 
     @property
     def bound(self) -> bool:
-        return self._bound and not self.closed.is_set()
+        return self._bound  # cleared before closed is set, never set after (_teardown, _open)
 
     @property
     def outstanding(self) -> int:
@@ -264,15 +267,18 @@ class Session(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if not self._lost.done():
             self._lost.set_result(None)
+        self._paused = False
         self._writable.set()  # let blocked senders find out
         reason = "connection closed by the SMSC" if exc is None else f"connection error: {exc}"
         if not self.closed.is_set():
             self._spawn(self._teardown(reason))
 
     def pause_writing(self) -> None:
+        self._paused = True
         self._writable.clear()
 
     def resume_writing(self) -> None:
+        self._paused = False
         self._writable.set()
 
     def data_received(self, data: bytes) -> None:
@@ -304,7 +310,7 @@ class Session(asyncio.Protocol):
             raise TemporaryFailure(f"{self.label} is not bound")
         if not self._window.try_take():
             return self._submit_later(command_id, body)
-        if self._writable.is_set():
+        if not self._paused:
             return self._start(command_id, body, windowed=True)
         return self._request(command_id, body, windowed=True)
 
@@ -319,7 +325,7 @@ class Session(asyncio.Protocol):
     async def _request(self, command_id: CommandId, body: Body, *, windowed: bool) -> Pdu:
         """Send one request and await its response (see :meth:`_start`)."""
         response = self._start(command_id, body, windowed=windowed)
-        if not self._writable.is_set():
+        if self._paused:
             await self._writable.wait()
         return await response
 
@@ -485,7 +491,7 @@ class Session(asyncio.Protocol):
         except Exception:
             log.exception("%s: deliver handler failed", self.label)
             status = st.ESME_RX_T_APPN
-        if not self._writable.is_set():
+        if self._paused:
             await self._writable.wait()
         with contextlib.suppress(OSError):
             self._reply(pdu, response_id(pdu.command_id), status, MessageResp())

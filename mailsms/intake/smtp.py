@@ -16,10 +16,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from aiosmtpd.lmtp import LMTP
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session
 
 from mailsms.address import Recipient
 from mailsms.intake.accept import DsnEnvelope, Intake, RefusedError
+from mailsms.intake.data import read_data
 from mailsms.mail.dsn import parse_mail_params, parse_rcpt_params
 from mailsms.policy import Refusal
 from mailsms.web.metrics import Metrics
@@ -71,6 +72,38 @@ class _Counting:
             for key in _DSN_KEYS:
                 result.pop(key, None)  # the handler reads them from raw_params
         return result
+
+    async def smtp_DATA(self, arg: str) -> None:
+        """aiosmtpd's DATA with the content read in blocks (:mod:`mailsms.intake.data`);
+        the checks before ``354`` and the hook call after the content are aiosmtpd's own."""
+        server: Any = self
+        if await server.check_helo_needed() or await server.check_auth_needed("DATA"):
+            return
+        envelope = server.envelope
+        assert envelope is not None and not server._decode_data
+        if not envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        try:
+            content = await read_data(
+                server._reader, server.data_size_limit, server.line_length_limit
+            )
+        except asyncio.CancelledError:  # the connection was lost during DATA
+            log.info("connection lost during DATA", extra={"event": "data_lost"})
+            server._writer.close()
+            raise
+        if isinstance(content, str):
+            server._set_post_data_state()
+            await self.push(content)
+            return
+        envelope.content = envelope.original_content = content
+        status = await server._call_handler_hook("DATA")
+        server._set_post_data_state()
+        await self.push("250 OK" if status is MISSING else status)
 
     async def push(self, status: Any) -> None:
         if isinstance(status, str):

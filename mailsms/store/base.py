@@ -145,6 +145,11 @@ class SqlStore(MailOps, FragmentOps, abc.ABC):
         """Run a small, indexed read. Engines may answer it without queueing behind writes."""
         return await self._run(fn)
 
+    async def _read_one(self, name: str, params: dict[str, Any]) -> list[Row]:
+        """One read statement: engines may run it alone, without BEGIN and COMMIT around it
+        (a single statement is consistent by itself)."""
+        return await self._read(lambda tx: tx.fetchall(name, params))
+
     async def ping(self) -> None:
         await self._run(lambda tx: tx.fetchall("ping", {}))
 
@@ -398,7 +403,7 @@ class SqlStore(MailOps, FragmentOps, abc.ABC):
         return await self._run(lambda tx: insert_inbound(tx, sms, now))
 
     async def opted_out(self, number: str) -> bool:
-        return bool(await self._read(lambda tx: tx.fetchall("find_optout", {"number": number})))
+        return bool(await self._read_one("find_optout", {"number": number}))
 
     async def set_opt_out(self, number: str, out: bool, source: str, now: float) -> bool:
         """Add (``out``) or remove a number from the opt-out list; True when it changed."""

@@ -160,6 +160,36 @@ class _Link:
         return self.session is not None and self.session.bound
 
 
+@dataclass(frozen=True, slots=True)
+class _SubmitFields:
+    """The settings every submit reads, copied out of the pydantic model once: each read of
+    a model attribute goes through its ``__getattr__`` hook, a dozen times per submit_sm."""
+
+    from_: str | None
+    source_ton: int | None
+    source_npi: int | None
+    dest_ton: int
+    dest_npi: int
+    service_type: str
+    registered_delivery: int
+    concat: Literal["udh", "sar", "payload"]
+    gsm_data_coding: Literal[0, 1, 3]
+
+    @classmethod
+    def of(cls, c: SmppSettings) -> _SubmitFields:
+        return cls(
+            c.from_,
+            c.source_ton,
+            c.source_npi,
+            c.dest_ton,
+            c.dest_npi,
+            c.service_type,
+            c.registered_delivery,
+            c.concat,
+            c.gsm_data_coding,
+        )
+
+
 @dataclass(slots=True)
 class _Inflight:
     count: int = 0
@@ -176,6 +206,7 @@ class SmppCarrier(Carrier):
         if not isinstance(settings, SmppSettings):
             raise ConfigError(f"carrier {settings.name!r}: SmppCarrier needs SmppSettings")
         self.config = settings
+        self._fields = _SubmitFields.of(settings)
         self._hooks: CarrierHooks | None = None
         self._links: list[_Link] = []
         self._stopping = asyncio.Event()
@@ -330,7 +361,7 @@ class SmppCarrier(Carrier):
             self._inflight.count -= 1
             if self._inflight.count == 0:
                 self._inflight.idle.set()
-        if self.config.concat == "payload":
+        if self._fields.concat == "payload":
             ids = ids * len(sms.parts)
         if log.isEnabledFor(logging.DEBUG):  # the dispatcher logs each submit at info already
             log.debug(
@@ -371,7 +402,7 @@ class SmppCarrier(Carrier):
         return message_id
 
     def _bodies(self, sms: OutboundSms) -> list[ShortMessage]:
-        c = self.config
+        c = self._fields
         source, ton, npi = source_address(
             sms.source_addr or c.from_ or "", c.source_ton, c.source_npi
         )
@@ -401,10 +432,11 @@ class SmppCarrier(Carrier):
         """data_coding and user data (no UDH) for one part, per ``gsm_data_coding``."""
         if ucs2:
             return 0x08, part.payload
-        codec = _GSM_CODECS.get(self.config.gsm_data_coding)
+        coding = self._fields.gsm_data_coding
+        codec = _GSM_CODECS.get(coding)
         if codec is not None:
             try:
-                return self.config.gsm_data_coding, part.text.encode(codec)
+                return coding, part.text.encode(codec)
             except UnicodeEncodeError:
                 pass  # a GSM character outside ASCII/Latin-1 (Greek, say): send septets
         return 0x00, part.payload
@@ -413,7 +445,7 @@ class SmppCarrier(Carrier):
         dcs, data = self._coded(part, ucs2)
         udh: bytes = part.udh
         tlvs: tuple[Tlv, ...] = ()
-        if self.config.concat == "sar" and udh:
+        if self._fields.concat == "sar" and udh:
             udh, tlvs = _sar(udh)
         esm_class = UDHI if udh else 0
         return ShortMessage(

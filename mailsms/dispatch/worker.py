@@ -86,6 +86,7 @@ class Dispatcher:
         self._progress: asyncio.Future[None] | None = None
         self._reserved = 0  # handed-over messages whose commit is still under way
         self._backlog = True  # the queue may hold due messages (until a claim comes up short)
+        self._full = False  # the claim loop waits for a free slot
 
     def reserve(self, count: int) -> Lease | None:
         """A lease under which the intake may store ``count`` messages already claimed by
@@ -131,7 +132,9 @@ class Dispatcher:
             self._wake.clear()
             free = self.capacity - len(self._tasks) - self._reserved
             if free <= 0:
+                self._full = True
                 await self._wait(self.settings.poll_interval)  # a finishing task wakes us
+                self._full = False
                 continue
             try:
                 claimed = await self.store.claim(
@@ -153,7 +156,8 @@ class Dispatcher:
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
-        self._wake.set()  # a slot came free
+        if self._full or self._backlog:
+            self._wake.set()  # a slot came free and work is waiting for one
         self.on_done()
         if self._progress is not None and not self._progress.done():
             self._progress.set_result(None)
@@ -275,6 +279,7 @@ class Dispatcher:
             self.metrics.failed.labels(carrier=name, state=decision.state.value).inc()
             return
         await self.store.mark_retry(message.id, self.owner, decision.at, reason, now)
+        self._wake.set()  # the claim loop's next wake-up time may now be earlier
         self.metrics.retried.labels(carrier=name).inc()
         log.info(
             "temporary failure",

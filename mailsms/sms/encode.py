@@ -416,8 +416,20 @@ def with_reference(plans: list[Encoded], reference: int, bits: Literal[8, 16]) -
         for part in enc.parts:
             if part.udh[1] != iei:
                 raise ValueError("the concatenation IE is not first in this UDH")
-            parts.append(replace(part, udh=part.udh[:3] + patch + part.udh[3 + len(patch) :]))
-        out.append(replace(enc, parts=tuple(parts)))
+            udh = part.udh[:3] + patch + part.udh[3 + len(patch) :]
+            # Built directly: dataclasses.replace introspects the fields on every call and
+            # was most of this function's cost (once per long mail, on the intake's path).
+            parts.append(PartSpec(part.seq, part.text, udh, part.payload, part.size))
+        out.append(
+            Encoded(
+                enc.text,
+                enc.encoding,
+                enc.shift_table,
+                tuple(parts),
+                enc.transliterated,
+                enc.segments_saved,
+            )
+        )
     return out
 
 

@@ -35,6 +35,7 @@ from mailsms.store.queries import migrations
 T = TypeVar("T")
 log = logging.getLogger("mailsms.store")
 
+_LAZY_FLUSH = 0.002  # seconds a non-durable operation may wait for company in a commit
 _SYNCER = str(Path(__file__).with_name("syncer.py"))
 
 
@@ -68,6 +69,8 @@ class SqliteStore(SqlStore):
         self._waiting: list[asyncio.Future[None]] = []
         self._syncing = False
         self._pending: list[tuple[Callable[[Tx], Any], asyncio.Future[Any]]] = []
+        self._flush_at: asyncio.Handle | None = None  # the flush scheduled, if any
+        self._flush_soon = False  # ... and whether it runs in the next loop iteration
 
     @classmethod
     def from_url(cls, url: str) -> SqliteStore:
@@ -114,21 +117,33 @@ class SqliteStore(SqlStore):
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
         self._pending.append((fn, fut))
-        if len(self._pending) == 1:
-            loop.call_soon(self._flush)
+        if durable:
+            if not self._flush_soon:
+                if self._flush_at is not None:
+                    self._flush_at.cancel()
+                self._flush_at, self._flush_soon = loop.call_soon(self._flush), True
+        elif self._flush_at is None:
+            # Bookkeeping nobody is waiting on (a submit result): ride along with the next
+            # intake commit, or commit on its own a moment later. In a commit of its own it
+            # rewrote the same WAL pages again: up to half the commits per mail.
+            self._flush_at = loop.call_later(_LAZY_FLUSH, self._flush)
         value: T = await fut
         if durable:
             await self._sync()
         return value
 
     def _flush(self) -> None:
-        """Commit every operation queued in this loop iteration as one transaction.
+        """Commit every operation queued since the last flush as one transaction.
 
         Operations from many SMTP sessions and the dispatcher share one BEGIN/COMMIT and
-        write their rows into the same WAL pages. If one fails, the batch is rolled back
-        and each operation is replayed in its own transaction, so a failure (a duplicate
-        id, say) only ever fails its own caller.
+        write their rows into the same WAL pages: a durable operation is flushed in the next
+        loop iteration, a non-durable one waits up to ``_LAZY_FLUSH`` for company. If one
+        fails, the batch is rolled back and each operation is replayed in its own
+        transaction, so a failure (a duplicate id, say) only ever fails its own caller.
         """
+        if self._flush_at is not None:
+            self._flush_at.cancel()
+        self._flush_at, self._flush_soon = None, False
         batch, self._pending = self._pending, []
         try:
             values = self._transaction(lambda tx: [fn(tx) for fn, _ in batch], "BEGIN IMMEDIATE")

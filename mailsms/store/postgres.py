@@ -54,8 +54,13 @@ class PostgresStore(SqlStore):
         self.url = url
         self._pool: ConnectionPool[psycopg.Connection[Row]] | None = None
         self._executor = ThreadPoolExecutor(_POOL_SIZE, thread_name_prefix="mailsms-pg")
+        self._closed = False
 
     async def open(self) -> None:
+        if self._closed:  # a closed store may be opened again: its threads are gone
+            self._executor = ThreadPoolExecutor(_POOL_SIZE, thread_name_prefix="mailsms-pg")
+            self._closed = False
+
         def connect() -> ConnectionPool[psycopg.Connection[Row]]:
             pool: ConnectionPool[psycopg.Connection[Row]] = ConnectionPool(
                 self.url,
@@ -80,6 +85,7 @@ class PostgresStore(SqlStore):
             pool, self._pool = self._pool, None
             await asyncio.get_running_loop().run_in_executor(self._executor, pool.close)
         self._executor.shutdown(wait=True)
+        self._closed = True
 
     async def _run(self, fn: Callable[[Tx], T], durable: bool = True) -> T:
         pool = self._pool

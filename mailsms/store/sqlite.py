@@ -101,6 +101,8 @@ class SqliteStore(SqlStore):
         await self._sync()  # migrations (and anything an earlier process left) on disk
 
     async def close(self) -> None:
+        if self._pending and self._conn is not None:
+            self._flush()  # bookkeeping still waiting for company is committed, not dropped
         conn, self._conn, self._tx = self._conn, None, None
         if conn is None:
             return

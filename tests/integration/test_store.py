@@ -336,3 +336,23 @@ async def test_sqlite_wal_stays_bounded_under_sustained_commits(
         assert largest < 2 << 20  # ~10 MB without the checkpoints between commits
     finally:
         await store.close()
+
+
+async def test_bookkeeping_waiting_for_a_commit_is_committed_at_close(store_url: str) -> None:
+    store = open_store(store_url)
+    await store.open()
+    m = msg()
+    await store.enqueue([m], T0)
+    assert len(await store.claim("me", 1, 60, T0)) == 1
+    done = asyncio.ensure_future(
+        store.mark_submitted(m.id, "me", "c", ["x1"], delivered=True, now=T0 + 1)
+    )
+    await asyncio.sleep(0)  # queued, not yet committed
+    await store.close()
+    assert await done
+    await store.open()
+    try:
+        got = await store.get(m.id)
+        assert got is not None and got.state is State.DELIVERED
+    finally:
+        await store.close()

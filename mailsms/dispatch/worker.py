@@ -3,13 +3,13 @@
 One loop claims as many messages as there are free submit slots, starts a task per
 message and sleeps until woken (the intake calls :meth:`Dispatcher.wake` after each commit),
 until the next message is due, or ``poll_interval`` (other processes may enqueue too).
+Each carrier has its own concurrency limit and rate limit. A lease left behind by a
+crashed process runs out and the message is claimed again (invariant 1: at least once).
 
 When the dispatcher has room and nothing older is waiting in the queue, the intake stores
 new messages already claimed by it (:meth:`reserve`, then :meth:`hand_over` after the
 commit), so a message needs no claim transaction and no read back: that was about a tenth
 of the loop's time per mail at saturation.
-Each carrier has its own concurrency limit and rate limit. A lease left behind by a
-crashed process runs out and the message is claimed again (invariant 1: at least once).
 """
 
 from __future__ import annotations

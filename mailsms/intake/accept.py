@@ -121,6 +121,7 @@ class Intake:
         self.destinations = DestinationRule(settings.policy)
         self.optouts = OptOutRule(store)
         self.router = Router(settings.carriers)
+        self._carriers = {c.name: c for c in settings.carriers}
         self.rate = SenderRateRule(settings.policy.sender_rate_limit, clock)
         self.sms_options = SmsOptions(
             transliterate=settings.sms.transliterate,
@@ -344,8 +345,7 @@ class Intake:
     def default_from(self, number: str, carrier: str | None = None) -> str:
         """The sender id a message to ``number`` will carry: its first carrier's ``from``."""
         names = self.router.candidates(number, carrier)
-        by_name = {c.name: c for c in self.settings.carriers}
-        return (by_name[names[0]].from_ or "") if names else ""
+        return (self._carriers[names[0]].from_ or "") if names else ""
 
     def _plan(self, text: str) -> list[Encoded]:
         """Encode with the length policy (references are patched in per recipient)."""

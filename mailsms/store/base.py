@@ -130,7 +130,7 @@ class SqlStore(MailOps, FragmentOps, abc.ABC):
         """Finish pending operations and release connections."""
 
     @abc.abstractmethod
-    async def _run(self, fn: Callable[[Tx], T], durable: bool = True) -> T:
+    async def _run(self, fn: Callable[[Tx], T], durable: bool = True, lazy: bool = False) -> T:
         """Run ``fn`` in a transaction and return its result after the commit.
 
         ``durable=False`` is for the dispatcher's own bookkeeping (claims, submit results,
@@ -139,6 +139,10 @@ class SqlStore(MailOps, FragmentOps, abc.ABC):
         as after any crash). Engines may then skip the fsync (SQLite ``synchronous =
         NORMAL``, PostgreSQL ``synchronous_commit = off``). Everything acknowledged to a
         client (SMTP 250, a webhook 2xx, a delivery report) stays durable.
+
+        ``lazy=True`` (non-durable results nobody waits on to go on: a submit's outcome, a
+        retry, a release) lets an engine hold the operation briefly to share a commit with
+        others. A claim is never lazy: the dispatcher waits for its rows.
         """
 
     async def _read(self, fn: Callable[[Tx], T]) -> T:
@@ -261,7 +265,7 @@ class SqlStore(MailOps, FragmentOps, abc.ABC):
             _apply_pending_reports(tx, id, carrier, ids, now)
             return True
 
-        return await self._run(op, durable=False)
+        return await self._run(op, durable=False, lazy=True)
 
     async def mark_retry(
         self, id: str, owner: str, next_attempt_at: float, reason: str, now: float
@@ -279,7 +283,7 @@ class SqlStore(MailOps, FragmentOps, abc.ABC):
             _event(tx, id, State.QUEUED, f"retry at {next_attempt_at:.0f}: {reason}", now)
             return True
 
-        return await self._run(op, durable=False)
+        return await self._run(op, durable=False, lazy=True)
 
     async def finish(
         self,
@@ -305,7 +309,7 @@ class SqlStore(MailOps, FragmentOps, abc.ABC):
             _event(tx, id, state, reason, now, carrier or "gateway")
             return True
 
-        return await self._run(op, durable=False)
+        return await self._run(op, durable=False, lazy=True)
 
     async def release(self, id: str, owner: str, now: float) -> bool:
         def op(tx: Tx) -> bool:
@@ -314,7 +318,7 @@ class SqlStore(MailOps, FragmentOps, abc.ABC):
             _event(tx, id, State.QUEUED, "released at shutdown", now)
             return True
 
-        return await self._run(op, durable=False)
+        return await self._run(op, durable=False, lazy=True)
 
     async def get(self, id: str) -> Message | None:
         def op(tx: Tx) -> Message | None:

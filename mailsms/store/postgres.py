@@ -87,7 +87,7 @@ class PostgresStore(SqlStore):
         self._executor.shutdown(wait=True)
         self._closed = True
 
-    async def _run(self, fn: Callable[[Tx], T], durable: bool = True) -> T:
+    async def _run(self, fn: Callable[[Tx], T], durable: bool = True, lazy: bool = False) -> T:
         pool = self._pool
         if pool is None:
             raise StoreError("store is not open")

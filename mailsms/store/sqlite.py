@@ -38,7 +38,7 @@ log = logging.getLogger("mailsms.store")
 
 _WAL_LIMIT = 16 << 20  # bytes of WAL past which a commit is followed by a checkpoint
 _WAL_CHECK_EVERY = 32  # commits between looks at the WAL's size
-_LAZY_FLUSH = 0.002  # seconds a non-durable operation may wait for company in a commit
+_LAZY_FLUSH = 0.002  # seconds a lazy operation may wait for company in a commit
 _SYNCER = str(Path(__file__).with_name("syncer.py"))
 
 
@@ -117,13 +117,13 @@ class SqliteStore(SqlStore):
 
     # --- running operations ------------------------------------------------------------
 
-    async def _run(self, fn: Callable[[Tx], T], durable: bool = True) -> T:
+    async def _run(self, fn: Callable[[Tx], T], durable: bool = True, lazy: bool = False) -> T:
         if self._conn is None:
             raise StoreError("store is not open")
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
         self._pending.append((fn, fut))
-        if durable:
+        if not lazy:
             if not self._flush_soon:
                 if self._flush_at is not None:
                     self._flush_at.cancel()
@@ -142,8 +142,8 @@ class SqliteStore(SqlStore):
         """Commit every operation queued since the last flush as one transaction.
 
         Operations from many SMTP sessions and the dispatcher share one BEGIN/COMMIT and
-        write their rows into the same WAL pages: a durable operation is flushed in the next
-        loop iteration, a non-durable one waits up to ``_LAZY_FLUSH`` for company. If one
+        write their rows into the same WAL pages: an operation is flushed in the next loop
+        iteration, a lazy one (a submit result) waits up to ``_LAZY_FLUSH`` for company. If one
         fails, the batch is rolled back and each operation is replayed in its own
         transaction, so a failure (a duplicate id, say) only ever fails its own caller.
         """

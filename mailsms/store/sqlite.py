@@ -1,4 +1,4 @@
-"""The embedded store: SQLite in WAL mode, statements on the loop, fsyncs grouped on a thread.
+"""The embedded store: SQLite in WAL mode, statements on the loop, fsyncs grouped in a child.
 
 Why this shape. A durable commit costs an fsync (~175-280 µs here); the statements themselves
 cost microseconds. Running them on a writer thread looked right but measured wrong: the
@@ -11,9 +11,11 @@ commit) by a child process (:mod:`mailsms.store.syncer`): the loop writes a line
 one back, and no thread competes with it for the GIL. ``_run`` returns only after the fsync
 that covers its commit, so an SMTP ``250`` still means "on disk".
 
-Checkpoints are the child's too (``wal_autocheckpoint = 0``): after an fsync round, at most
-once a second, it runs a PASSIVE checkpoint on its own connection, which never blocks the
-loop's writes; ``journal_size_limit`` keeps the WAL file from growing without bound.
+Checkpoints are mostly the child's too: after an fsync round, at most every 200 ms, it runs a
+PASSIVE checkpoint on a thread with its own connection, which never blocks the loop's writes.
+Under a steady load those never reach the WAL's last frame, so SQLite's own autocheckpoint
+(``_WAL_AUTOCHECKPOINT`` frames) finishes the job between two of our commits, and
+``journal_size_limit`` caps the file the WAL is rewound into.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import sqlite3
 import sys
 import time
@@ -36,8 +37,14 @@ from mailsms.store.queries import migrations
 T = TypeVar("T")
 log = logging.getLogger("mailsms.store")
 
-_WAL_LIMIT = 16 << 20  # bytes of WAL past which a commit is followed by a checkpoint
-_WAL_CHECK_EVERY = 32  # commits between looks at the WAL's size
+# WAL frames (4 KiB pages) past which our own commit is followed by a PASSIVE checkpoint.
+# The fsync child's checkpoints run beside our commits and, with commits every millisecond,
+# never catch up with the last frame; SQLite rewinds the WAL only once one has, so under a
+# steady load the WAL grew without end (380 MB in six seconds of smtp-source), and every
+# fsync round also had to journal the file's new size. A checkpoint between our own
+# commits catches up (the child has copied most pages already), and the next commit
+# starts the WAL again from its beginning.
+_WAL_AUTOCHECKPOINT = 4096
 _LAZY_FLUSH = 0.002  # seconds a lazy operation may wait for company in a commit
 _SYNCER = str(Path(__file__).with_name("syncer.py"))
 
@@ -74,7 +81,6 @@ class SqliteStore(SqlStore):
         self._pending: list[tuple[Callable[[Tx], Any], asyncio.Future[Any]]] = []
         self._flush_at: asyncio.Handle | None = None  # the flush scheduled, if any
         self._flush_soon = False  # ... and whether it runs in the next loop iteration
-        self._flushes = 0
 
     @classmethod
     def from_url(cls, url: str) -> SqliteStore:
@@ -89,7 +95,7 @@ class SqliteStore(SqlStore):
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute("PRAGMA wal_autocheckpoint = 0")
+            conn.execute(f"PRAGMA wal_autocheckpoint = {_WAL_AUTOCHECKPOINT}")
             conn.execute("PRAGMA journal_size_limit = 67108864")
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute("PRAGMA busy_timeout = 5000")  # another process (the CLI) writing
@@ -166,31 +172,6 @@ class SqliteStore(SqlStore):
         for (_, fut), value in zip(batch, values, strict=True):
             if not fut.done():
                 fut.set_result(value)
-        self._flushes += 1
-        if self._flushes % _WAL_CHECK_EVERY == 0:
-            self._bound_wal()
-
-    def _bound_wal(self) -> None:
-        """Keep the WAL file bounded under sustained load.
-
-        The fsync child's checkpoints run beside our commits and, with commits every
-        millisecond, never catch up with the last frame; SQLite rewinds the WAL only when
-        one has, so under a steady load it grew without end (380 MB in six seconds of
-        ``smtp-source``), and every fsync round also had to journal the file's new size.
-        Past ``_WAL_LIMIT`` we checkpoint here, between our own commits: the child has
-        already copied most pages, this copies the rest, and our next commit starts the
-        WAL again from its beginning (SQLite then keeps its file at journal_size_limit).
-        """
-        try:
-            size = os.stat(self.path + "-wal").st_size
-        except OSError:
-            return
-        if size < _WAL_LIMIT or self._conn is None:
-            return
-        try:
-            self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        except sqlite3.Error as exc:
-            log.warning("checkpoint failed", extra={"event": "checkpoint", "error": str(exc)})
 
     def _settle_one(self, fn: Callable[[Tx], Any], fut: asyncio.Future[Any]) -> None:
         try:

@@ -320,12 +320,11 @@ async def test_sqlite_wal_stays_bounded_under_sustained_commits(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With commits back to back, background checkpoints never catch up with the last
-    frame, and SQLite only rewinds a WAL that one has: the store checkpoints between its
-    own commits past a limit, so the file stops growing."""
+    frame, and SQLite only rewinds a WAL that one has: the store's connection checkpoints
+    between its own commits past a limit, so the file stops growing."""
     from mailsms.store import sqlite as engine
 
-    monkeypatch.setattr(engine, "_WAL_LIMIT", 256 << 10)
-    monkeypatch.setattr(engine, "_WAL_CHECK_EVERY", 1)
+    monkeypatch.setattr(engine, "_WAL_AUTOCHECKPOINT", 64)
     store = SqliteStore(str(tmp_path / "s.db"))
     await store.open()
     try:

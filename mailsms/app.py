@@ -185,6 +185,7 @@ class Gateway:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        await self.intake.parse_pool.stop()
         await self.dispatcher.stop()
         await self.inbound.stop()
         await self.notifier.stop()

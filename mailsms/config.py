@@ -83,6 +83,7 @@ class SmtpSettings(_Section):
     max_message_size: int = Field(default=10 * 1024 * 1024, ge=1024)
     max_recipients: int = Field(default=50, ge=1)
     timeout: Duration = 300.0
+    parse_workers: int = Field(default=1, ge=0, le=64)  # 0: parse mail on the event loop
 
     @field_validator("lmtp_socket_mode")
     @classmethod

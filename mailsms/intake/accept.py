@@ -8,6 +8,7 @@ store has committed them: the edge answers ``250`` with those ids and nothing ea
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import random
@@ -20,6 +21,7 @@ from mailsms.address import ForeignDomain, Recipient, mask, parse_recipient
 from mailsms.config import Settings
 from mailsms.dispatch.routing import Router
 from mailsms.errors import AddressError, StoreError
+from mailsms.intake.parse_pool import ParsePool, WorkerUnavailable
 from mailsms.mail.dsn import DsnParams
 from mailsms.mail.parse import BodyOptions, Extracted, NoTextError, extract
 from mailsms.model import Message, NewMessage, new_id
@@ -140,6 +142,9 @@ class Intake:
             signature_patterns=body.signature_patterns,
             cutoff_markers=body.cutoff_markers,
         )
+        self.parse_pool = ParsePool(
+            settings.smtp.parse_workers, self.body_options, self.sms_options
+        )
 
     # --- envelope checks ---------------------------------------------------------------
 
@@ -181,10 +186,7 @@ class Intake:
         dsn: DsnEnvelope | None = None,
     ) -> Accepted:
         """Parse, encode and queue a mail for each recipient; raises :class:`RefusedError`."""
-        try:
-            mail = extract(raw, self.body_options)
-        except NoTextError:
-            raise RefusedError(NO_TEXT) from None
+        mail, plans = await self._parse(raw)
         if mail.auto_generated or not sender.strip("<>"):
             raise RefusedError(AUTO_GENERATED)
         return await self._queue(
@@ -196,7 +198,19 @@ class Intake:
             original=original,
             dsn=dsn or DsnEnvelope(),
             raw=raw,
+            plans=plans,
         )
+
+    async def _parse(self, raw: bytes) -> tuple[Extracted, list[Encoded] | TooLong | None]:
+        """The mail's text (and its encoding, when a parse worker did it); NO_TEXT refused."""
+        try:
+            if self.parse_pool.enabled:
+                with contextlib.suppress(WorkerUnavailable):
+                    parsed = await self.parse_pool.parse(raw)
+                    return parsed.mail, parsed.plans
+            return extract(raw, self.body_options), None  # the same functions, on the loop
+        except NoTextError:
+            raise RefusedError(NO_TEXT) from None
 
     async def accept_text(
         self,
@@ -227,9 +241,13 @@ class Intake:
         source_addr: str | None = None,
         dsn: DsnEnvelope | None = None,
         raw: bytes | None = None,
+        plans: list[Encoded] | TooLong | None = None,
     ) -> Accepted:
         now = self.clock()
-        plans = self._plan(text)  # one text for every recipient: encode it once
+        if plans is None:
+            plans = self._plan(text)  # one text for every recipient: encode it once
+        elif isinstance(plans, TooLong):
+            raise RefusedError(_too_long(plans))
         conversations: list[dict[str, object]] = []
         thread = await self._thread(mail)
         jobs: list[tuple[int, Recipient, str | None]] = []
@@ -352,13 +370,7 @@ class Intake:
         try:
             return plan(text, self.sms_options, 0)
         except TooLong as exc:
-            raise RefusedError(
-                Refusal(
-                    554,
-                    "5.3.4",
-                    f"Message too long: {exc.segments} SMS segments, at most {exc.limit} allowed",
-                )
-            ) from None
+            raise RefusedError(_too_long(exc)) from None
 
     def _with_references(
         self, plans: list[Encoded], number: str, allocate: Allocate
@@ -379,6 +391,14 @@ _parse_cached = functools.lru_cache(maxsize=4096)(parse_recipient)
 
 
 _ACTIONS = ("failed", "delayed", "delivered")
+
+
+def _too_long(exc: TooLong) -> Refusal:
+    return Refusal(
+        554,
+        "5.3.4",
+        f"Message too long: {exc.segments} SMS segments, at most {exc.limit} allowed",
+    )
 
 
 def _dsn_fields(params: DsnParams | None, raw: bytes | None) -> dict[str, Any]:

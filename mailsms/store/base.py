@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import abc
 import json
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -33,6 +34,8 @@ from mailsms.store.queries import Dialect, queries
 T = TypeVar("T")
 Row = dict[str, Any]
 Allocate = Callable[[str, int, int], int]  # (destination, count, start) -> first reference
+_REF_BLOCK = 16  # concatenation references reserved per trip to the store, per destination
+_REF_BLOCKS_KEPT = 4096  # destinations with a block in memory
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +123,32 @@ class SqlStore(MailOps, FragmentOps, abc.ABC):
 
     def __init__(self) -> None:
         self.sql = queries(self.dialect)
+        self._ref_blocks: dict[str, tuple[int, int]] = {}  # destination -> [next, end)
+        self._ref_lock = threading.Lock()  # PostgreSQL runs operations on several threads
+
+    def _reference(self, tx: Tx, destination: str, count: int, start: int) -> int:
+        """``count`` references for ``destination`` from a block reserved in the store.
+
+        A reservation is one UPSERT in the enqueue's transaction (about 19 us on the
+        intake's path); reserving ``_REF_BLOCK`` at a time makes that one in sixteen long
+        mails. References still never repeat between processes (each block is the store's
+        counter moved on); a restart only skips the rest of a block. A transaction that
+        rolls back forgets every block (:meth:`_forget_references`), since its reservation
+        never happened."""
+        with self._ref_lock:
+            block = self._ref_blocks.pop(destination, None)
+            if block is None or block[0] + count > block[1]:
+                size = max(count, _REF_BLOCK)
+                first = _allocate(tx, destination, size, start)
+                block = (first, first + size)
+            if len(self._ref_blocks) >= _REF_BLOCKS_KEPT:
+                del self._ref_blocks[next(iter(self._ref_blocks))]  # the least recent
+            self._ref_blocks[destination] = (block[0] + count, block[1])
+            return block[0]
+
+    def _forget_references(self) -> None:
+        with self._ref_lock:
+            self._ref_blocks.clear()
 
     @abc.abstractmethod
     async def open(self) -> None:
@@ -178,7 +207,7 @@ class SqlStore(MailOps, FragmentOps, abc.ABC):
 
         def op(tx: Tx) -> Sequence[NewMessage]:
             if callable(messages):
-                built = messages(lambda d, c, st: _allocate(tx, d, c, st))
+                built = messages(lambda d, c, st: self._reference(tx, d, c, st))
             else:
                 built = messages
             for msg in built:

@@ -99,7 +99,11 @@ class PostgresStore(SqlStore):
                         conn.execute("SET LOCAL synchronous_commit = off")
                     return fn(_PgTx(conn, self.sql))
             except (psycopg.Error, PoolTimeout) as exc:
+                self._forget_references()  # rolled back: its reservations never happened
                 raise StoreError(f"PostgreSQL: {exc}") from None
+            except BaseException:
+                self._forget_references()
+                raise
 
         return await asyncio.get_running_loop().run_in_executor(self._executor, work)
 

@@ -211,6 +211,7 @@ class SqliteStore(SqlStore):
         except BaseException as exc:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
+            self._forget_references()
             if isinstance(exc, sqlite3.Error):
                 raise StoreError(str(exc)) from None
             raise

@@ -355,3 +355,42 @@ async def test_bookkeeping_waiting_for_a_commit_is_committed_at_close(store_url:
         assert got is not None and got.state is State.DELIVERED
     finally:
         await store.close()
+
+
+async def reference(store: SqlStore, destination: str = "+447700900123") -> int:
+    """One reference, as the enqueue's transaction takes it."""
+    value: int = await store._run(lambda tx: store._reference(tx, destination, 1, 0))
+    return value
+
+
+async def test_two_processes_reserving_reference_blocks_never_share_one(store_url: str) -> None:
+    a, b = open_store(store_url), open_store(store_url)
+    await a.open()
+    await b.open()
+    try:
+        taken = [await reference(s) for _ in range(40) for s in (a, b)]
+        assert len(set(taken)) == len(taken) == 80
+        mine = [t for i, t in enumerate(taken) if i % 2 == 0]
+        assert mine[:16] == list(range(mine[0], mine[0] + 16))  # consecutive within a block
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_a_rolled_back_reservation_is_forgotten(store_url: str) -> None:
+    a, b = open_store(store_url), open_store(store_url)
+    await a.open()
+    await b.open()
+    try:
+
+        def reserve_then_fail(tx: object) -> None:
+            a._reference(tx, "+447700900123", 1, 0)  # type: ignore[arg-type]
+            raise RuntimeError("the rest of the transaction failed")
+
+        with pytest.raises(RuntimeError):
+            await a._run(reserve_then_fail)
+        first_b = await reference(b)  # the store's counter never moved: b gets that block
+        assert await reference(a) not in range(first_b, first_b + 16)
+    finally:
+        await a.close()
+        await b.close()

@@ -171,7 +171,8 @@ async def _serve_async(loaded: Loaded) -> int:
 
     gateway = Gateway(loaded.settings)
     await gateway.start()
-    await gateway.intake.parse_pool.warm()
+    if gateway.listening.smtp or gateway.listening.lmtp:  # only mail needs the parse workers
+        await gateway.intake.parse_pool.warm()
     where = gateway.listening
     print(
         f"mailsms {__version__}: config {loaded.source}; store {loaded.settings.store.url}; "

@@ -93,6 +93,11 @@ class _Worker:
             with contextlib.suppress(ProcessLookupError):
                 self.proc.kill()
             await self.proc.wait()
+        if self.proc.returncode not in (0, None):
+            log.warning(
+                "parse worker ended abnormally",
+                extra={"event": "parse_worker_exit", "returncode": self.proc.returncode},
+            )
         self.reader.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self.reader

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import marshal
 import pickle
+import signal
 import struct
 import sys
 from typing import IO, Any
@@ -86,6 +87,10 @@ def answer(raw: bytes, body_options: Any, sms_options: Any) -> tuple[Any, ...]:
 
 
 def main() -> int:
+    # SIGTERM/SIGINT to the whole process group (systemd, Ctrl-C) are the gateway's to
+    # handle: it finishes its mail, then closes our stdin, and EOF ends us.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     inp, out = sys.stdin.buffer, sys.stdout.buffer
     first = read_frame(inp)
     if first is None:

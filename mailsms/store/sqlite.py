@@ -297,6 +297,11 @@ class SqliteStore(SqlStore):
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             await proc.wait()
+        if proc.returncode != 0:  # killed before the last commits could be fsynced by it
+            log.warning(
+                "fsync process ended abnormally",
+                extra={"event": "syncer_exit", "returncode": proc.returncode},
+            )
 
     async def queue_depth(self) -> dict[str, int]:
         """Counts every row: done on the fsync thread with a connection of its own, off the

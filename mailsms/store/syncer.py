@@ -20,6 +20,7 @@ This file imports nothing from mailsms: it starts with ``python -I -S`` in a few
 from __future__ import annotations
 
 import os
+import signal
 import sqlite3
 import sys
 import threading
@@ -86,6 +87,10 @@ def main(argv: list[str]) -> int:
     if len(argv) != 2:
         print("usage: syncer.py DATABASE", file=sys.stderr)
         return 2
+    # SIGTERM/SIGINT to the whole process group (systemd, Ctrl-C) are the gateway's to
+    # handle: its last commits still need their fsync; EOF on stdin ends us after them.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     syncer = Syncer(argv[1])
     out = sys.stdout.buffer
     for _ in sys.stdin.buffer:

@@ -22,6 +22,7 @@ class GatewayProcess:
     smtp: tuple[str, int] | None = None
     http: tuple[str, int] | None = None
     stderr: list[str] = field(default_factory=list)
+    own_group: bool = False  # its own process group, as under systemd or a shell's job
     _reader: threading.Thread | None = None
 
     def start(self, timeout: float = 30.0) -> GatewayProcess:
@@ -33,6 +34,7 @@ class GatewayProcess:
             stderr=subprocess.PIPE,
             text=True,
             env=env,
+            start_new_session=self.own_group,
         )
         ready = threading.Event()
         self._reader = threading.Thread(target=self._read, args=(ready,), daemon=True)
@@ -54,8 +56,12 @@ class GatewayProcess:
         ready.set()  # the process ended
 
     def terminate(self, timeout: float = 30.0) -> int:
+        """SIGTERM to the gateway; with ``own_group``, to its whole group (children too)."""
         assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
+        if self.own_group:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        else:
+            self.proc.send_signal(signal.SIGTERM)
         code = self.proc.wait(timeout)
         self._close()
         return code

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import smtplib
 import subprocess
@@ -85,3 +86,36 @@ def test_serve_sends_mail_and_cli_queued_messages_then_stops_on_sigterm(
     ]
     assert gp.terminate() == 0
     assert any("gateway stopped" in line for line in gp.stderr)
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                found.append(int(stat.parent.name))
+    return found
+
+
+def test_sigterm_to_the_whole_process_group_stops_cleanly(tmp_path: Path) -> None:
+    """systemd (KillMode=control-group) and a terminal's Ctrl-C signal every process of the
+    group: the fsync child and the parse worker leave shutdown to the gateway, which still
+    fsyncs its last commits, then closes their stdin."""
+    path = tmp_path / "mailsms.toml"
+    path.write_text(config(tmp_path))
+    gp = GatewayProcess(path, tmp_path, own_group=True).start()
+    try:
+        assert gp.smtp is not None and gp.proc is not None
+        with smtplib.SMTP(*gp.smtp, timeout=10) as smtp:
+            smtp.sendmail("ops@example.test", ["07700900123@sms.example.test"], b"\r\nhi\r\n")
+        outbox(tmp_path, 1)
+        children = children_of(gp.proc.pid)
+        assert len(children) == 2  # the fsync child and the parse worker
+        assert gp.terminate() == 0
+        log = "".join(gp.stderr)
+        assert "gateway stopped" in log
+        assert "ended abnormally" not in log and "gone" not in log and "failed" not in log
+        assert not [pid for pid in children if Path(f"/proc/{pid}").exists()]
+    finally:
+        gp.kill()

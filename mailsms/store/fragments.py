@@ -88,11 +88,6 @@ def _sms(carrier: str, assembled: Assembled) -> InboundSms:
     )
 
 
-def _forget(tx: Any, key: dict[str, Any]) -> None:
-    tx.execute("delete_inbound_parts_of_set", key)
-    tx.execute("delete_inbound_part_set", key)
-
-
 class FragmentOps:
     """Needs ``_run(fn, durable)`` from the store it is mixed into."""
 
@@ -103,7 +98,13 @@ class FragmentOps:
     ) -> tuple[str | None, bool]:
         """Commit one part (a repeated part changes nothing). Returns (inbound id, True) when
         it completed its set, which is then an ``inbound`` row; (existing id, False) when that
-        row's carrier id was stored before; (None, False) while the set waits for parts.
+        row's carrier id was stored before, or when the part repeats one of a set that became
+        a row less than the sweep's timeout ago; (None, False) while the set waits for parts.
+
+        A done set keeps its parts until :meth:`expire_inbound_parts` drops it: an SMSC whose
+        deliver_sm_resp was lost sends the part again, and with the set forgotten that retry
+        began a new set, later stored as an incomplete duplicate. A part of a done set with a
+        different text is a new message under a reused reference and reopens the set.
 
         Raises ValueError for a part numbered outside 1..total, before writing anything.
         """
@@ -117,6 +118,16 @@ class FragmentOps:
                 return insert_inbound(tx, _sms(carrier, assembled), now)
             key = _set_key(carrier, fragment)
             tx.execute("touch_inbound_part_set", {**key, "received_at": fragment.received_at})
+            (state,) = tx.fetchall("inbound_part_set_state", key)
+            if state["done_at"] is not None:
+                stored = tx.fetchall("inbound_part_text", {**key, "seq": fragment.seq})
+                if stored and stored[0]["text"] == fragment.text:
+                    # The SMSC sent again a part we answered (the answer was lost): the set
+                    # is already an inbound row.
+                    return str(state["inbound_id"]), False
+                # The phone reused the reference for a new message.
+                tx.execute("delete_inbound_parts_of_set", key)
+                tx.execute("reopen_inbound_part_set", {**key, "received_at": fragment.received_at})
             tx.execute(
                 "insert_inbound_part",
                 {
@@ -131,8 +142,9 @@ class FragmentOps:
             for part in _parts(tx, key):
                 assembled = reassembler.add(part)
                 if assembled is not None:
-                    _forget(tx, key)
-                    return insert_inbound(tx, _sms(carrier, assembled), now)
+                    id, new = insert_inbound(tx, _sms(carrier, assembled), now)
+                    tx.execute("finish_inbound_part_set", {**key, "done_at": now, "inbound_id": id})
+                    return id, new
             return None, False
 
         result: tuple[str | None, bool] = await self._run(op)
@@ -140,11 +152,17 @@ class FragmentOps:
 
     async def expire_inbound_parts(self, before: float, now: float, limit: int = 1000) -> list[str]:
         """Sets with no new part since ``before`` become ``inbound`` rows marked incomplete
-        (the parts that arrived, in order), in the transaction that deletes the parts.
-        Returns the ids of the new rows."""
+        (the parts that arrived, in order), in the transaction that deletes the parts; sets
+        done before ``before`` are dropped with their parts. Returns the ids of the new
+        rows."""
 
         def op(tx: Any) -> list[str]:
             ids: list[str] = []
+            for key in tx.fetchall(
+                "old_done_inbound_part_sets", {"before": before, "limit": limit}
+            ):
+                if tx.execute("take_old_done_inbound_part_set", {**key, "before": before}):
+                    tx.execute("delete_inbound_parts_of_set", key)
             for key in tx.fetchall("stale_inbound_part_sets", {"before": before, "limit": limit}):
                 if not tx.execute("take_stale_inbound_part_set", {**key, "before": before}):
                     continue  # a part came in meanwhile (another process)

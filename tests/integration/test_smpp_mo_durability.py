@@ -167,3 +167,20 @@ async def test_a_set_whose_parts_stop_coming_is_stored_incomplete(
         2,
         1,
     )
+
+
+async def test_the_last_part_sent_again_after_a_lost_answer_is_not_a_second_sms(
+    smsc: Smpp34Smsc, start_gateway: GatewayFactory
+) -> None:
+    gw = await start_gateway()
+    first, second, third = parts(THREE_PARTS, ref=99)
+    for part in (first, second, third):
+        assert await send_udh(smsc, part) == 0
+    (row,) = await inbound_rows(gw, 1)
+    # The deliver_sm_resp for part 3 is lost on the way (a dropped connection): the SMSC
+    # sends part 3 again. It is acknowledged and recognised as the part already stored.
+    assert await send_udh(smsc, third) == 0
+    # The sweep, once the reassembly timeout has passed, hands nothing over as incomplete.
+    later = time.time() + 3600
+    assert await gw.store.expire_inbound_parts(later, later) == []
+    assert [r["id"] for r in await gw.store.list_inbound()] == [row["id"]]

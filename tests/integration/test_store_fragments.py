@@ -54,8 +54,59 @@ async def test_a_set_out_of_order_becomes_one_inbound_row_when_complete(store: S
     assert (got["segments"], got["incomplete"], got["state"]) == (3, 0, "received")
     assert got["carrier_id"] == "mo-7-1,mo-7-2,mo-7-3"
     assert got["received_at"] == T0 + 2  # the earliest part's time
-    # The parts are gone with the set: nothing is left to expire.
+    # The done set is dropped by the sweep, not handed over again as an incomplete SMS.
     assert await store.expire_inbound_parts(T0 + 10_000, T0 + 10_000) == []
+    assert len(await store.list_inbound()) == 1
+
+
+async def test_a_part_sent_again_after_its_set_was_done_is_not_a_new_sms(store: SqlStore) -> None:
+    # The SMSC lost our deliver_sm_resp for the part that completed the set and, after the
+    # rebind, sends that part again (another MO id). It used to start a new set that the
+    # sweep stored as an incomplete duplicate.
+    for seq in (1, 2):
+        await store.inbound_part(part(seq), "smsc", T0 + seq)
+    id, new = await store.inbound_part(part(3), "smsc", T0 + 3)
+    assert new
+    assert await store.inbound_part(part(3, carrier_id="mo-again"), "smsc", T0 + 30) == (
+        id,
+        False,
+    )
+    assert await store.inbound_part(part(1, carrier_id="mo-again"), "smsc", T0 + 31) == (
+        id,
+        False,
+    )
+    # Swept at T0 + 20 (the set was done at T0 + 3): nothing incomplete comes out of it.
+    assert await store.expire_inbound_parts(T0 + 20, T0 + 40) == []
+    assert [r["id"] for r in await store.list_inbound()] == [id]
+
+
+async def test_a_reused_reference_with_other_text_is_a_new_sms(store: SqlStore) -> None:
+    for seq in (1, 2):
+        await store.inbound_part(part(seq, total=2), "smsc", T0)
+    (first,) = await store.list_inbound()
+    # The phone wraps its 8-bit reference round: same numbers, ref and count, new text.
+    again = {"text": "[1]", "carrier_id": "mo-b1"}
+    assert await store.inbound_part(part(1, total=2, **again), "smsc", T0 + 60) == (None, False)
+    id, new = await store.inbound_part(
+        part(2, total=2, text="[2]", carrier_id="mo-b2"), "smsc", T0 + 61
+    )
+    assert new and id != first["id"]
+    assert (await row(store, id))["text"] == "[1][2]"
+    # A retry of the new set's part 1 is recognised against the new text, not the old.
+    assert await store.inbound_part(part(1, total=2, **again), "smsc", T0 + 62) == (id, False)
+
+
+async def test_a_done_set_is_forgotten_after_the_sweep_timeout(store: SqlStore) -> None:
+    for seq in (1, 2):
+        await store.inbound_part(part(seq, total=2), "smsc", T0)
+    # Kept while done for less than the timeout ...
+    assert await store.expire_inbound_parts(T0 - 1, T0 + 100) == []
+    assert await store.inbound_part(part(2, total=2), "smsc", T0 + 100) != (None, False)
+    # ... and dropped after it: the same part is then the start of a new set.
+    assert await store.expire_inbound_parts(T0 + 1, T0 + 200) == []
+    assert await store.inbound_part(part(2, total=2), "smsc", T0 + 200) == (None, False)
+    (late,) = await store.expire_inbound_parts(T0 + 300, T0 + 600)
+    assert (await row(store, late))["incomplete"] == 1
 
 
 async def test_a_repeated_part_is_stored_once(store: SqlStore) -> None:
@@ -166,7 +217,7 @@ async def test_a_set_already_stored_under_its_carrier_id_is_not_stored_twice(
         False,
     )
     assert len(await store.list_inbound()) == 1
-    # And the parts of that duplicate set are gone, not left to expire as another row.
+    # And that duplicate set is not left to expire as another row.
     assert await store.expire_inbound_parts(T0 + 1000, T0 + 1000) == []
 
 

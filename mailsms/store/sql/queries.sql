@@ -286,20 +286,48 @@ DELETE FROM inbound_parts
 WHERE carrier = :carrier AND sender = :sender AND recipient = :recipient AND ref = :ref
   AND total = :total;
 
--- name: delete_inbound_part_set
-DELETE FROM inbound_part_sets
+-- name: inbound_part_set_state
+SELECT done_at, inbound_id FROM inbound_part_sets
+WHERE carrier = :carrier AND sender = :sender AND recipient = :recipient AND ref = :ref
+  AND total = :total;
+
+-- name: inbound_part_text
+SELECT text FROM inbound_parts
+WHERE carrier = :carrier AND sender = :sender AND recipient = :recipient AND ref = :ref
+  AND total = :total AND seq = :seq;
+
+-- name: finish_inbound_part_set
+-- The set became inbound row :inbound_id; its row and parts stay until the sweep, so that a
+-- retried part is recognised (migration 0009).
+UPDATE inbound_part_sets SET done_at = :done_at, inbound_id = :inbound_id
+WHERE carrier = :carrier AND sender = :sender AND recipient = :recipient AND ref = :ref
+  AND total = :total;
+
+-- name: reopen_inbound_part_set
+-- A new message reusing a done set's reference: the set waits for parts again.
+UPDATE inbound_part_sets SET done_at = NULL, inbound_id = NULL, last_at = :received_at
 WHERE carrier = :carrier AND sender = :sender AND recipient = :recipient AND ref = :ref
   AND total = :total;
 
 -- name: stale_inbound_part_sets
 SELECT carrier, sender, recipient, ref, total FROM inbound_part_sets
-WHERE last_at < :before ORDER BY last_at LIMIT :limit;
+WHERE last_at < :before AND done_at IS NULL ORDER BY last_at LIMIT :limit;
 
 -- name: take_stale_inbound_part_set
 -- Re-checks last_at: a part committed since the set was listed keeps it waiting.
 DELETE FROM inbound_part_sets
 WHERE carrier = :carrier AND sender = :sender AND recipient = :recipient AND ref = :ref
-  AND total = :total AND last_at < :before;
+  AND total = :total AND last_at < :before AND done_at IS NULL;
+
+-- name: old_done_inbound_part_sets
+SELECT carrier, sender, recipient, ref, total FROM inbound_part_sets
+WHERE done_at < :before LIMIT :limit;
+
+-- name: take_old_done_inbound_part_set
+-- Re-checks done_at: a set reopened since it was listed is no longer done.
+DELETE FROM inbound_part_sets
+WHERE carrier = :carrier AND sender = :sender AND recipient = :recipient AND ref = :ref
+  AND total = :total AND done_at < :before;
 
 -- name: purge_messages
 DELETE FROM messages WHERE id IN (

@@ -14,6 +14,14 @@ each round, each contender is a fresh child process:
   flight, the same text on the wire.
 * ``carrier w=10`` (CPU): ``SmppCarrier.submit`` driven directly by 10 tasks, no gateway;
   ``time.process_time()`` over the run / PDUs = CPU per PDU in our client.
+* ``floor w=10`` (CPU): ``bench/smpp_floor_client.py``, the least a windowed asyncio client
+  can do per PDU (the submit_sm encoded once, no bookkeeping): the same-run baseline for
+  the CPU figure. Ours minus the floor is what our client's own code costs per PDU.
+* ``carrier w=10 stub`` and ``floor w=10 stub``: the same two against
+  ``bench/smpp_stub_smsc.py``, an instant SMSC that answers a chunk of PDUs in one write
+  (the issue set its target beside a throwaway client against such a stub). smpp34's
+  server answers each PDU in a write of its own and is slower than the clients, so against
+  it every PDU costs the client a whole loop iteration and a wake-up.
 
 Run: ``.venv/bin/python bench/smpp.py`` (about a minute on 2 cores); ``--help`` for options.
 Targets, printed PASS/MISS: gateway at window 10 >= 40% of raw submits/s; <= 50 us CPU per
@@ -223,42 +231,53 @@ def child(args: list[str], timeout: float = 180) -> dict[str, Any]:
     return dict(json.loads(last[0]))
 
 
-def contenders(port: int, n: int, windows: list[int]) -> dict[str, list[str]]:
+def contenders(port: int, stub: int, n: int, windows: list[int]) -> dict[str, list[str]]:
     me = str(Path(__file__).resolve())
     raw = str(HERE / "smpp_raw_client.py")
+    floor = str(HERE / "smpp_floor_client.py")
     runs = {
         f"gateway w={w}": [me, "gateway", f"--port={port}", f"-n={n}", f"-w={w}"] for w in windows
     }
     runs["raw w=10"] = [raw, f"--port={port}", f"-n={n}", "--window=10"]
     runs["carrier w=10"] = [me, "carrier", f"--port={port}", f"-n={n}", "-w=10"]
+    runs["floor w=10"] = [floor, f"--port={port}", f"-n={n}", "--window=10"]
+    # Against the instant stub runs take a fraction of the time: more PDUs per run.
+    runs["carrier w=10 stub"] = [me, "carrier", f"--port={stub}", f"-n={n * 5}", "-w=10"]
+    runs["floor w=10 stub"] = [floor, f"--port={stub}", f"-n={n * 5}", "--window=10"]
     return runs
 
 
-def bench(n: int, rounds: int, windows: list[int]) -> dict[str, Any]:
-    port = free_port()
+def start_server(argv: list[str]) -> tuple[subprocess.Popen[str], int]:
+    """A child SMSC that prints ``{"event": "listening", "port": P}`` first."""
     server = subprocess.Popen(
-        [sys.executable, __file__, "smsc", f"--port={port}"],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
+        [sys.executable, *argv], stdout=subprocess.PIPE, text=True, cwd=ROOT
     )
+    assert server.stdout is not None
+    return server, int(json.loads(server.stdout.readline())["port"])
+
+
+def stop_server(server: subprocess.Popen[str]) -> None:
+    server.send_signal(signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        server.wait(5)
+    if server.poll() is None:
+        server.kill()
+        server.wait()
+
+
+def bench(n: int, rounds: int, windows: list[int]) -> dict[str, Any]:
     results: dict[str, list[dict[str, Any]]] = {}
-    try:
-        assert server.stdout is not None
-        json.loads(server.stdout.readline())  # "listening"
-        runs = contenders(port, n, windows)
+    with contextlib.ExitStack() as stack:
+        server, port = start_server([__file__, "smsc", f"--port={free_port()}"])
+        stack.callback(stop_server, server)
+        stub, stub_port = start_server([str(HERE / "smpp_stub_smsc.py"), "--port=0"])
+        stack.callback(stop_server, stub)
+        runs = contenders(port, stub_port, n, windows)
         for r in range(rounds):
             for name, argv in runs.items():
                 got = child(argv)
                 results.setdefault(name, []).append(got)
-                print(f"round {r + 1} {name:13} {got['rate']:8.0f}/s", file=sys.stderr)
-    finally:
-        server.send_signal(signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            server.wait(5)
-        if server.poll() is None:
-            server.kill()
-            server.wait()
+                print(f"round {r + 1} {name:17} {got['rate']:8.0f}/s", file=sys.stderr)
     return {name: summary(runs) for name, runs in results.items()}
 
 
@@ -278,15 +297,15 @@ def report(figures: dict[str, Any], n: int, rounds: int) -> bool:
     raw = figures["raw w=10"]["rate"]
     head = f"SMPP submits: {n} single-part messages x {rounds} rounds, median submits/s"
     print(f"{head}; {os.cpu_count()} CPUs; smpp34 server as SMSC")
-    print(f"{'contender':15} {'submits/s':>10} {'vs raw':>7}  rounds")
+    print(f"{'contender':17} {'submits/s':>10} {'vs raw':>7}  rounds")
     for name, fig in figures.items():
         extra = ""
         if "cpu_us" in fig:
             extra = f"  {fig['cpu_us']:.1f} us CPU/PDU"
             if "sys_us" in fig:
                 extra += f" ({fig['sys_us']:.1f} of it in the kernel)"
-        ratio = fig["rate"] / raw
-        print(f"{name:15} {fig['rate']:10.0f} {ratio:7.0%}  {fig['rates']}{extra}")
+        ratio = "" if name.endswith("stub") else f"{fig['rate'] / raw:7.0%}"
+        print(f"{name:17} {fig['rate']:10.0f} {ratio:>7}  {fig['rates']}{extra}")
     ratio = figures["gateway w=10"]["rate"] / raw
     pairs = zip(figures["gateway w=10"]["rates"], figures["raw w=10"]["rates"], strict=True)
     per_round = [g / r for g, r in pairs]
@@ -294,10 +313,15 @@ def report(figures: dict[str, Any], n: int, rounds: int) -> bool:
     print(f"gateway w=10 / raw w=10 per round: {spread}")
     cpu = figures["carrier w=10"]["cpu_us"]
     ok = all(f.get("ok", True) for f in figures.values())
+    print("CPU us per PDU at window 10, ours / the floor (ours minus the floor):")
+    for smsc, suffix in (("smpp34's server", ""), ("the instant stub", " stub")):
+        mine, least = (figures[f"{c} w=10{suffix}"]["cpu_us"] for c in ("carrier", "floor"))
+        print(f"  against {smsc:17}: {mine:5.1f} / {least:5.1f}  (+{mine - least:.1f})")
     print("targets:")
     passed = _mark(ratio >= TARGET_RATIO)
     print(f"  gateway w=10 >= {TARGET_RATIO:.0%} of raw : {ratio:6.0%}  {passed}")
     print(f"  CPU per PDU <= {TARGET_CPU_US:g} us      : {cpu:6.1f}  {_mark(cpu <= TARGET_CPU_US)}")
+    print("    (against smpp34's server, the stricter of the two SMSCs)")
     print(
         f"correctness (every queued message submitted, every gateway run): {'OK' if ok else 'FAIL'}"
     )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mailsms.carriers.base import ReportStatus
 from mailsms.carriers.smpp import receipt as rc
@@ -85,3 +87,21 @@ def test_id_index_forgets_old_ids() -> None:
         index.add(carrier_id)
     assert index.match("A1") is None
     assert index.match("C3") == "C3"
+
+
+@given(st.lists(st.sampled_from(["A1", "a1", "10", "16", "0A", "FF", "255", "x-1"]), max_size=40))
+def test_id_index_keeps_the_last_ids_and_forgets_the_rest(ids: list[str]) -> None:
+    index = rc.IdIndex(size=3)
+    recent: list[str] = []  # the model: the last 3 distinct ids, most recent last
+    for carrier_id in ids:
+        index.add(carrier_id)
+        if carrier_id in recent:
+            recent.remove(carrier_id)
+        recent = [*recent, carrier_id][-3:]
+        for kept in recent:
+            found = index.match(kept)
+            assert found is not None and found.lower() == kept.lower()
+    kept_keys = {key for kept in recent for key in rc._value_keys(kept)}
+    for gone in set(ids) - set(recent):
+        if not kept_keys & set(rc._value_keys(gone)):
+            assert index.match(gone) is None

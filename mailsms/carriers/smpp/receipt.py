@@ -148,26 +148,34 @@ class IdIndex:
     """The last ``size`` carrier ids we were given, findable by any rendering of their value.
 
     A receipt id that matches the string of a stored id wins over one that matches only by
-    numeric value, so an SMSC that is consistent is never second-guessed.
+    numeric value, so an SMSC that is consistent is never second-guessed; of two stored ids
+    under one key, the more recent is taken.
     """
 
     def __init__(self, size: int = 100_000) -> None:
         self._size = size
-        self._ids: OrderedDict[str, None] = OrderedDict()
+        # Each id with its keys, oldest first: kept, not worked out again at eviction
+        # (this runs for every submit_sm_resp).
+        self._ids: OrderedDict[str, tuple[str | int, ...]] = OrderedDict()
         self._keys: dict[str | int, str] = {}
 
     def add(self, carrier_id: str) -> None:
         ids = self._ids
-        if carrier_id in ids:
+        mine = ids.get(carrier_id)
+        if mine is not None:
             ids.move_to_end(carrier_id)
         else:
-            ids[carrier_id] = None
+            mine = ids[carrier_id] = _value_keys(carrier_id)
         keys = self._keys
-        for key in _value_keys(carrier_id):
-            keys.setdefault(key, carrier_id)
-        while len(ids) > self._size:
-            old, _ = ids.popitem(last=False)
-            for key in _value_keys(old):
+        for key in mine:
+            # The most recent id holding a key wins it: then an evicted (least recent) id
+            # still holding a key is the only one with it, and the key can go. (Keeping the
+            # first holder lost the key of a newer id sharing it, "a1" after "A1", when the
+            # first was evicted.)
+            keys[key] = carrier_id
+        if len(ids) > self._size:
+            old, theirs = ids.popitem(last=False)
+            for key in theirs:
                 if keys.get(key) == old:
                     del keys[key]
 

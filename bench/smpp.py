@@ -249,9 +249,7 @@ def contenders(port: int, stub: int, n: int, windows: list[int]) -> dict[str, li
 
 def start_server(argv: list[str]) -> tuple[subprocess.Popen[str], int]:
     """A child SMSC that prints ``{"event": "listening", "port": P}`` first."""
-    server = subprocess.Popen(
-        [sys.executable, *argv], stdout=subprocess.PIPE, text=True, cwd=ROOT
-    )
+    server = subprocess.Popen([sys.executable, *argv], stdout=subprocess.PIPE, text=True, cwd=ROOT)
     assert server.stdout is not None
     return server, int(json.loads(server.stdout.readline())["port"])
 

@@ -20,6 +20,7 @@ import json
 import resource
 import struct
 import time
+from typing import cast
 
 TEXT = b"Disk /var on db1 is 91% full; rotate logs or grow the volume. ticket OPS-4711"
 _HEADER = struct.Struct(">IIII")
@@ -40,8 +41,8 @@ class Floor(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        self.transport.write(_HEADER.pack(16 + len(_BIND), 0x00000009, 0, 1) + _BIND)
+        self.transport = transport = cast(asyncio.Transport, transport)
+        transport.write(_HEADER.pack(16 + len(_BIND), 0x00000009, 0, 1) + _BIND)
 
     def submits(self, count: int) -> bytes:
         out = []
@@ -77,11 +78,12 @@ class Floor(asyncio.Protocol):
 async def run(port: int, n: int, window: int) -> dict[str, float]:
     loop = asyncio.get_running_loop()
     done: asyncio.Future[None] = loop.create_future()
-    transport, _ = await loop.create_connection(
-        lambda: Floor(n, window, done), "127.0.0.1", port
+    transport, _ = await loop.create_connection(lambda: Floor(n, window, done), "127.0.0.1", port)
+    before, cpu, start = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        time.process_time(),
+        time.perf_counter(),
     )
-    before, cpu, start = resource.getrusage(resource.RUSAGE_SELF), time.process_time(), 0.0
-    start = time.perf_counter()
     await done
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     after = resource.getrusage(resource.RUSAGE_SELF)

@@ -184,8 +184,12 @@ class Intake:
         recipients: Sequence[Recipient],
         original: Sequence[str] = (),
         dsn: DsnEnvelope | None = None,
+        *,
+        origin: str = "smtp",
+        key: str | None = None,
     ) -> Accepted:
-        """Parse, encode and queue a mail for each recipient; raises :class:`RefusedError`."""
+        """Parse, encode and queue a mail for each recipient; raises :class:`RefusedError`,
+        or :class:`~mailsms.store.base.AlreadyQueued` when ``key`` was committed before."""
         mail, plans = await self._parse(raw)
         if mail.auto_generated or not sender.strip("<>"):
             raise RefusedError(AUTO_GENERATED)
@@ -193,12 +197,13 @@ class Intake:
             mail.text,
             sender,
             recipients,
-            origin="smtp",
+            origin=origin,
             mail=mail,
             original=original,
             dsn=dsn or DsnEnvelope(),
             raw=raw,
             plans=plans,
+            key=key,
         )
 
     async def _parse(self, raw: bytes) -> tuple[Extracted, list[Encoded] | TooLong | None]:
@@ -242,6 +247,7 @@ class Intake:
         dsn: DsnEnvelope | None = None,
         raw: bytes | None = None,
         plans: list[Encoded] | TooLong | None = None,
+        key: str | None = None,
     ) -> Accepted:
         now = self.clock()
         if plans is None:
@@ -292,7 +298,7 @@ class Intake:
         count = len(recipients) * len(plans)
         lease = self.handoff.reserve(count) if self.handoff is not None else None
         try:
-            messages = await self.store.enqueue(build, now, conversations, lease=lease)
+            messages = await self.store.enqueue(build, now, conversations, lease=lease, key=key)
         except BaseException as exc:
             # Not handed over. Committed anyway (cancelled while the fsync ran)? Then the
             # lease runs out and a claim takes them, as after a crash: nothing is lost.

@@ -68,7 +68,9 @@ class Store(Protocol):
         now: float,
         conversations: Sequence[dict[str, Any]] = (),
         lease: Lease | None = None,
+        key: str | None = None,
     ) -> Sequence[NewMessage]: ...
+    async def intake_key(self, key: str) -> tuple[str, ...] | None: ...
     async def claim(self, owner: str, limit: int, lease: float, now: float) -> list[Message]: ...
     async def mark_submitted(
         self,
@@ -114,6 +116,15 @@ class Store(Protocol):
     async def list_opt_outs(self) -> list[Row]: ...
     async def list_inbound(self, limit: int = 50) -> list[Row]: ...
     async def next_wakeup(self) -> float | None: ...
+
+
+class AlreadyQueued(Exception):
+    """:meth:`SqlStore.enqueue` found its intake key stored: queued before, nothing new."""
+
+    def __init__(self, key: str, ids: tuple[str, ...]) -> None:
+        super().__init__(f"{key} was queued before")
+        self.key = key
+        self.ids = ids
 
 
 class SqlStore(MailOps, FragmentOps, abc.ABC):
@@ -192,8 +203,13 @@ class SqlStore(MailOps, FragmentOps, abc.ABC):
         now: float,
         conversations: Sequence[dict[str, Any]] = (),
         lease: Lease | None = None,
+        key: str | None = None,
     ) -> Sequence[NewMessage]:
         """Queue messages (and remember their conversations) in one durable commit.
+
+        ``key`` (an IMAP message's account, UIDVALIDITY and UID) is committed with them;
+        if it is stored already, nothing is written and :class:`AlreadyQueued` is raised
+        with the ids queued under it then.
 
         ``messages`` may be a function that builds them inside the transaction, given
         ``allocate(destination, count, start)`` for concatenation references: one commit
@@ -210,6 +226,11 @@ class SqlStore(MailOps, FragmentOps, abc.ABC):
                 built = messages(lambda d, c, st: self._reference(tx, d, c, st))
             else:
                 built = messages
+            if key is not None:
+                ids = " ".join(m.id for m in built)
+                if not tx.execute("insert_intake_key", {"key": key, "ids": ids, "now": now}):
+                    found = tx.fetchall("find_intake_key", {"key": key})
+                    raise AlreadyQueued(key, tuple(str(found[0]["ids"]).split()) if found else ())
             for msg in built:
                 _insert(tx, msg, now, lease)
             for conv in conversations:
@@ -217,6 +238,11 @@ class SqlStore(MailOps, FragmentOps, abc.ABC):
             return built
 
         return await self._run(op)
+
+    async def intake_key(self, key: str) -> tuple[str, ...] | None:
+        """The ids queued under an intake key (see :meth:`enqueue`), or None if none was."""
+        rows = await self._read(lambda tx: tx.fetchall("find_intake_key", {"key": key}))
+        return tuple(str(rows[0]["ids"]).split()) if rows else None
 
     async def claim(self, owner: str, limit: int, lease: float, now: float) -> list[Message]:
         def op(tx: Tx) -> list[Message]:
@@ -521,6 +547,7 @@ class SqlStore(MailOps, FragmentOps, abc.ABC):
             n = tx.execute("purge_messages", {"before": before, "limit": limit})
             n += tx.execute("purge_mail", {"before": before, "limit": limit})
             n += tx.execute("purge_inbound", {"before": before, "limit": limit})
+            n += tx.execute("purge_intake_keys", {"before": before, "limit": limit})
             gone = tx.execute(
                 "purge_conversations", {"before": conversations_before, "limit": limit}
             )

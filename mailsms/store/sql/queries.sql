@@ -357,3 +357,17 @@ DELETE FROM conversations WHERE id IN (
 
 -- name: purge_conversation_mail
 DELETE FROM conversation_mail WHERE conversation_id NOT IN (SELECT id FROM conversations);
+
+-- Intake keys (migration 0010): what an IMAP mailbox has already handed us.
+
+-- name: insert_intake_key
+INSERT INTO intake_keys (key, ids, created_at) VALUES (:key, :ids, :now)
+ON CONFLICT (key) DO NOTHING;
+
+-- name: find_intake_key
+SELECT ids FROM intake_keys WHERE key = :key;
+
+-- name: purge_intake_keys
+DELETE FROM intake_keys WHERE key IN (
+    SELECT key FROM intake_keys WHERE created_at < :before LIMIT :limit
+);

@@ -30,6 +30,7 @@ from mailsms.dispatch.routing import Router
 from mailsms.dispatch.worker import Dispatcher
 from mailsms.inbound import InboundProcessor
 from mailsms.intake.accept import Intake
+from mailsms.intake.imap import ImapIntake
 from mailsms.intake.smtp import start_server
 from mailsms.mail import dsn_codes
 from mailsms.mail.relay import RelayWorker
@@ -100,6 +101,7 @@ class Gateway:
         self.inbound = InboundProcessor(
             settings, self.store, self.relay.wake, self._auto_reply, clock
         )
+        self.imap = [ImapIntake(m, self.intake, clock) for m in settings.imap]
         self.listening = Listening()
         self._runner: web.AppRunner | None = None
         self._started: list[Carrier] = []
@@ -113,6 +115,8 @@ class Gateway:
             for part in (self.dispatcher, self.relay, self.notifier, self.inbound):
                 await part.start()
             await self._listen()
+            for mailbox in self.imap:
+                await mailbox.start()
         except BaseException:
             await self.stop()
             raise
@@ -176,6 +180,8 @@ class Gateway:
 
     async def stop(self) -> None:
         """Stop accepting, finish or release in-flight work, close everything. Idempotent."""
+        for mailbox in self.imap:
+            await mailbox.stop()
         for server in self.listening.servers:
             server.close()
         for server in self.listening.servers:

@@ -274,6 +274,38 @@ class DlrSettings(_Section):
     unknown_keep: Duration = 600.0
 
 
+class ImapSettings(_Section):
+    """One ``[[imap]]`` mailbox polled for mail to send as SMS (mailsms/intake/imap.py)."""
+
+    name: str = "imap"
+    host: str
+    port: int | None = Field(default=None, ge=1, le=65535)  # 993 with tls, else 143
+    tls: bool = True  # implicit TLS (IMAPS); false only for a loopback or trusted link
+    validate_certs: bool = True
+    username: str
+    password: str = Field(repr=False)
+    mailbox: str = "INBOX"
+    idle: bool = True  # IDLE between polls when the server offers it
+    poll_interval: Duration = 60.0
+    after: Literal["seen", "move", "delete"] = "seen"
+    move_to: str | None = None
+    rejected_to: str | None = None  # refused mail is moved here; else flagged and \Seen
+    allowed_senders: tuple[str, ...] | None = None  # default: policy.allowed_senders
+    authserv_id: str | None = None  # trust only senders our MTA authenticated (see docs)
+    timeout: Duration = 30.0
+
+    @field_validator("move_to")
+    @classmethod
+    def _move_to(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("a mailbox name, e.g. 'Sent as SMS'")
+        return value
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or (993 if self.tls else 143)
+
+
 class LogSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["logfmt", "json"] = "logfmt"
@@ -297,6 +329,7 @@ class Settings(_Section):
     dsn: DsnSettings = DsnSettings()
     dlr: DlrSettings = DlrSettings()
     log: LogSettings = LogSettings()
+    imap: tuple[ImapSettings, ...] = ()
     carriers: tuple[CarrierSettings, ...] = ()
 
 
@@ -351,13 +384,13 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[tuple[Any, 
             continue
         path = name[len(ENV_PREFIX) :].lower().split("__")
         value = _env_value(raw)
-        if path[0] == "carrier" and len(path) == 3:
-            entries = data.setdefault("carrier", [])
+        if path[0] in ("carrier", "imap") and len(path) == 3:
+            entries = data.setdefault(path[0], [])
             entry = next((c for c in entries if str(c.get("name", "")).lower() == path[1]), None)
             if entry is None:
-                raise ConfigError(f"{name}: no [[carrier]] named {path[1]!r} to override")
+                raise ConfigError(f"{name}: no [[{path[0]}]] named {path[1]!r} to override")
             entry[path[2]] = value
-            origin[("carrier", entries.index(entry), path[2])] = name
+            origin[(path[0], entries.index(entry), path[2])] = name
         elif len(path) == 2:
             section = data.setdefault(path[0], {})
             if not isinstance(section, dict):
@@ -366,7 +399,8 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[tuple[Any, 
             origin[(path[0], path[1])] = name
         else:
             raise ConfigError(
-                f"{name}: expected MAILSMS_SECTION__KEY or MAILSMS_CARRIER__NAME__KEY"
+                f"{name}: expected MAILSMS_SECTION__KEY, MAILSMS_CARRIER__NAME__KEY or "
+                "MAILSMS_IMAP__NAME__KEY"
             )
     return origin
 
@@ -404,7 +438,22 @@ def _validate(
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ConfigError(f"{source}: carrier names must be unique: {', '.join(dupes)}")
+    _check_imap(base, source)
     return base.model_copy(update={"carriers": carriers})
+
+
+def _check_imap(settings: Settings, source: str) -> None:
+    names = [m.name for m in settings.imap]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"{source}: imap names must be unique: {', '.join(dupes)}")
+    for i, m in enumerate(settings.imap):
+        if m.after == "move" and not m.move_to:
+            raise ConfigError(f"{source}: imap[{i}] ({m.name}): after = 'move' needs move_to")
+        if m.after != "move" and m.move_to:
+            raise ConfigError(
+                f"{source}: imap[{i}] ({m.name}): move_to is set but after = {m.after!r}"
+            )
 
 
 def _carrier(
@@ -482,6 +531,18 @@ def _warnings(settings: Settings) -> list[str]:
             out.append(
                 f"carrier {carrier.name!r} has no webhook_token but http.listen {http} is not "
                 "loopback: anyone who can reach it can inject SMS and delivery reports"
+            )
+    for m in settings.imap:
+        if not m.tls and not m.host.startswith(("127.", "localhost", "::1")):
+            out.append(
+                f"imap {m.name!r}: tls = false to {m.host}: the password and the mail cross "
+                "the network in clear"
+            )
+        if m.authserv_id is None:
+            out.append(
+                f"imap {m.name!r}: no authserv_id, so senders are taken from the mail's "
+                "headers as written: anyone who can mail this mailbox can claim an allowed "
+                "sender (see docs/imap.md)"
             )
     if exposed and not settings.http.api_token:
         out.append("http.api_token is unset: POST /v1/messages is disabled")

@@ -63,6 +63,12 @@ async def healthz(request: web.Request) -> web.Response:
     except StoreError as exc:
         body["store"] = str(exc)
         body["status"] = "unavailable"
+    if gw.imap:
+        body["imap"] = {}
+    for mailbox in gw.imap:
+        body["imap"][mailbox.name] = {"ok": mailbox.health.ok, "detail": mailbox.health.detail}
+        if not mailbox.health.ok and body["status"] == "ok":
+            body["status"] = "degraded"
     for name, carrier in gw.carriers.items():
         h = carrier.health()
         body["carriers"][name] = {"ok": h.ok, "detail": h.detail}

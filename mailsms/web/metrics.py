@@ -31,6 +31,12 @@ class Metrics:
         self.smtp_replies = Counter(
             "mailsms_smtp_replies", "SMTP/LMTP replies sent, by code", ["code"], registry=r
         )
+        self.imap_mail = Counter(
+            "mailsms_imap_messages",
+            "Messages read from IMAP mailboxes, by outcome (queued, duplicate, refused, deferred)",
+            ["imap", "result"],
+            registry=r,
+        )
         self.queue_depth = Gauge(
             "mailsms_queue_depth", "Messages in the store, by state", ["state"], registry=r
         )

@@ -434,3 +434,42 @@ type = "file"
 def test_unix_socket_http_listen_loads() -> None:
     loaded = load(None, {"MAILSMS_HTTP__LISTEN": "unix:/run/mailsms/http.sock"})
     assert loaded.settings.http.listen == "unix:/run/mailsms/http.sock"
+
+
+# --- [[imap]] ------------------------------------------------------------------------------
+
+IMAP = """
+[[imap]]
+name = "alerts"
+host = "imap.example.com"
+username = "gw@example.com"
+password = "file-secret"
+"""
+
+
+def test_imap_password_from_the_environment_and_never_in_repr(tmp_path: Path) -> None:
+    loaded = load_text(tmp_path, IMAP, {"MAILSMS_IMAP__ALERTS__PASSWORD": "env-secret"})
+    (imap,) = loaded.settings.imap
+    assert imap.password == "env-secret" and imap.effective_port == 993
+    assert "secret" not in repr(loaded.settings)
+    assert any("authserv_id" in w for w in loaded.warnings)
+
+
+def test_imap_move_needs_move_to_and_names_are_unique(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"imap\[0\] \(alerts\): after = 'move' needs move_to"):
+        load_text(tmp_path, IMAP + 'after = "move"\n')
+    with pytest.raises(ConfigError, match="imap names must be unique: alerts"):
+        load_text(tmp_path, IMAP * 2)
+    with pytest.raises(ConfigError, match="no \\[\\[imap\\]\\] named 'other'"):
+        load_text(tmp_path, IMAP, {"MAILSMS_IMAP__OTHER__PASSWORD": "x"})
+
+
+def test_imap_bad_value_names_the_key_and_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_text(tmp_path, IMAP + 'after = "archive"\n')
+    assert "f.toml:7: imap.0.after: Input should be 'seen', 'move' or 'delete'" in str(err.value)
+
+
+def test_plain_imap_off_loopback_is_warned_about(tmp_path: Path) -> None:
+    loaded = load_text(tmp_path, IMAP + "tls = false\n")
+    assert any("in clear" in w for w in loaded.warnings)

@@ -26,3 +26,17 @@ def test_commented_carrier_blocks_load_when_uncommented(tmp_path: Path) -> None:
     loaded = load(path, env={})
     types = {c.type for c in loaded.settings.carriers}
     assert {"fake", "smpp"} <= types
+
+
+def test_commented_imap_block_loads_when_uncommented(tmp_path: Path) -> None:
+    text = EXAMPLE.read_text()
+    (block,) = re.findall(r"^# \[\[imap\]\]\n(?:^# .*\n)+", text, flags=re.MULTILINE)
+    path = tmp_path / "imap.toml"
+    path.write_text(re.sub(r"^# ", "", block, flags=re.MULTILINE).replace('"seen"', '"move"'))
+    (imap,) = load(path, env={}).settings.imap
+    assert (imap.name, imap.after, imap.move_to, imap.effective_port) == (
+        "alerts",
+        "move",
+        "Sent as SMS",
+        993,
+    )

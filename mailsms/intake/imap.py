@@ -45,6 +45,7 @@ import aioimaplib  # type: ignore[import-untyped]  # no py.typed in 2.0.3
 
 from mailsms.address import Recipient, mask
 from mailsms.config import ImapSettings
+from mailsms.errors import StoreError
 from mailsms.intake.accept import Intake, RefusedError
 from mailsms.intake.envelope import authenticated, read_envelope
 from mailsms.policy import Refusal
@@ -55,6 +56,8 @@ log = logging.getLogger("mailsms.intake.imap")
 
 NO_RECIPIENT = Refusal(550, "5.1.1", "No recipient in a domain served here")
 NOT_AUTHENTICATED = Refusal(550, "5.7.1", "Sender not authenticated by our MTA")
+TOO_BIG = Refusal(552, "5.3.4", "Message size exceeds the fixed maximum message size")
+_MAX_FAILURES = 3
 _UIDVALIDITY = re.compile(rb"\[UIDVALIDITY (\d+)\]")
 _FETCH_LITERAL = re.compile(rb"UID (\d+).*\{(\d+)\}$")
 _BACKOFF_MAX = 300.0
@@ -103,6 +106,7 @@ class ImapIntake:
                 else intake.settings.policy.allowed_senders or ()
             )
         )
+        self._failures: dict[int, int] = {}  # uid -> unexpected failures in a row
         self.polls = 0  # completed polls
         self._changed = asyncio.Event()  # set when health or polls change (wait_for)
 
@@ -238,21 +242,59 @@ class ImapIntake:
 
     async def poll(self) -> list[Outcome]:
         """Process every unseen message, oldest first."""
-        client = self._client
-        found = await self._ok(client.uid_search("UNSEEN", "NOT", "DELETED"), "UID SEARCH")
-        uids = sorted(int(n) for line in found.lines[:-1] for n in bytes(line).split())
-        outcomes = []
-        for uid in uids:
+        limit = self.intake.settings.smtp.max_message_size
+        outcomes = [await self._too_big(uid) for uid in await self._search("LARGER", str(limit))]
+        for uid in await self._search("SMALLER", str(limit + 1)):
             if self._stopping.is_set():
                 break
             self._busy = True
             try:
-                outcomes.append(await self._one(uid))
+                outcomes.append(await self._guarded(uid))
             finally:
                 self._busy = False
         self.polls += 1
         self._changed.set()
         return outcomes
+
+    async def _search(self, *criteria: str) -> list[int]:
+        found = await self._ok(
+            self._client.uid_search("UNSEEN", "NOT", "DELETED", *criteria), "UID SEARCH"
+        )
+        return sorted(int(n) for line in found.lines[:-1] for n in bytes(line).split())
+
+    async def _too_big(self, uid: int) -> Outcome:
+        """Over ``smtp.max_message_size``: refused unread, as SMTP would at DATA."""
+        await self._reject(uid)
+        return self._log(Outcome(uid, "refused", reason=TOO_BIG.reply))
+
+    async def _guarded(self, uid: int) -> Outcome:
+        """:meth:`_one`, with a message that keeps failing set aside instead of blocking the
+        mailbox: the connection's own errors go up (reconnect), the store's defer the
+        message, anything else (a bug meeting an odd message) defers it twice and then
+        refuses it, with the traceback logged each time."""
+        try:
+            outcome = await self._one(uid)
+        except (ImapError, OSError, TimeoutError, aioimaplib.AioImapException):
+            raise
+        except StoreError as exc:
+            return self._log(Outcome(uid, "deferred", reason=f"store: {exc}"))
+        except Exception as exc:
+            failures = self._failures[uid] = self._failures.get(uid, 0) + 1
+            log.exception(
+                "imap %s: uid %d failed (%d of %d)",
+                self.name,
+                uid,
+                failures,
+                _MAX_FAILURES,
+                extra={"event": "imap_error", "imap": self.name},
+            )
+            if failures < _MAX_FAILURES:
+                return self._log(Outcome(uid, "deferred", reason=f"internal error: {exc!r}"))
+            await self._reject(uid)
+            del self._failures[uid]
+            return self._log(Outcome(uid, "refused", reason=f"internal error: {exc!r}"))
+        self._failures.pop(uid, None)
+        return outcome
 
     async def _one(self, uid: int) -> Outcome:
         key = f"imap:{self.name}:{self._uidvalidity}:{uid}"

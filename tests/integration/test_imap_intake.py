@@ -297,3 +297,35 @@ async def test_mail_delivered_by_dovecot_lmtp(box: Mailbox, gw: Gateway) -> None
     assert bounce.result == "refused" and "Return-Path <>" in bounce.reason
     (msg,) = await gw.store.list_messages()
     assert (msg.to, msg.sender) == (NUMBER, "ops@example.com")
+
+
+async def test_a_message_that_keeps_failing_is_set_aside(
+    box: Mailbox, gw: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await box.append(mail(body="the odd one"))
+    await box.append(mail(body="a good one"))
+    real = gw.intake.accept_mail
+
+    async def buggy(raw: bytes, *args: Any, **kw: Any) -> Any:
+        if b"the odd one" in raw:
+            raise RuntimeError("a bug meets an odd message (scripted)")
+        return await real(raw, *args, **kw)
+
+    monkeypatch.setattr(gw.intake, "accept_mail", buggy)
+    async with reader(gw, box) as intake:
+        results = [[o.result for o in await intake.poll()] for _ in range(3)]
+    # The good one is not held up; the odd one is retried twice, then refused and flagged.
+    assert results == [["deferred", "queued"], ["deferred"], ["refused"]]
+    assert await box.flags() == [{"\\Seen", "\\Flagged"}, {"\\Seen"}]
+
+
+async def test_a_message_over_the_size_limit_is_refused_unread(
+    box: Mailbox, gateway_factory: GatewayFactory
+) -> None:
+    gw = await gateway_factory(policy=POLICY, smtp={"max_message_size": 2048})
+    await box.append(mail(body="x " * 2000))
+    async with reader(gw, box) as intake:
+        (outcome,) = await intake.poll()
+    assert outcome.result == "refused" and outcome.reason.startswith("552 5.3.4")
+    assert await box.flags() == [{"\\Seen", "\\Flagged"}]
+    assert await gw.store.list_messages() == []

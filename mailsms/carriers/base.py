@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import abc
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, ClassVar, Protocol
@@ -120,6 +121,68 @@ class InboundSms:
     raw: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class WebhookCall:
+    """One HTTP call of a carrier to ``/webhooks/{name}/inbound`` or ``/status``.
+
+    ``url`` is the URL of the request as received; a driver with a ``public_url`` setting
+    joins it with ``path_qs`` to get the URL the carrier called and signed (behind a proxy
+    they differ). ``form`` holds the form's or the JSON object's top-level fields as strings
+    (nested JSON as JSON text); ``params`` the query string's fields updated with ``form``;
+    ``json`` is the parsed JSON body (nested objects kept), else None.
+    """
+
+    method: str
+    url: str
+    path_qs: str
+    headers: Mapping[str, str]
+    body: bytes
+    params: Mapping[str, str]
+    form: Mapping[str, str]
+    json: Any = None
+
+
+class WebhookRefused(Exception):
+    """A webhook call that is refused: ``status`` 400 (malformed), 401/403 (not from the
+    carrier). The message is sent back in the JSON error body."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookReply:
+    """The 2xx a carrier expects once its call is handled (Twilio: empty TwiML)."""
+
+    body: bytes = b'{"ok": true}'
+    content_type: str = "application/json"
+    status: int = 200
+
+
+class CarrierWebhooks(Protocol):
+    """A carrier's own webhook shape (Twilio's, Vonage's, Telnyx's...). A driver without
+    one gets the generic shape (DESIGN.md). Every method may raise :class:`WebhookRefused`;
+    ``verify`` runs before anything is read or stored.
+
+    ``inbound`` returns the SMS, or one part of a long one (a :class:`Fragment`, for APIs
+    that deliver parts one by one), or None for a call that carries nothing to store (an
+    event type the gateway does not use): it is acknowledged all the same. ``status``
+    returns the report, or None likewise.
+    """
+
+    methods: tuple[str, ...]  # HTTP methods the carrier uses, e.g. ("POST",) or ("GET", "POST")
+
+    def verify(self, call: WebhookCall) -> None: ...
+
+    def inbound(self, call: WebhookCall) -> InboundSms | Fragment | None: ...
+
+    def status(self, call: WebhookCall) -> DeliveryReport | None: ...
+
+    def reply(self, kind: str) -> WebhookReply: ...
+
+
 class CarrierHooks(Protocol):
     """What the gateway offers a driver. Each call returns after the store commit."""
 
@@ -162,6 +225,10 @@ class Carrier(abc.ABC):
     def health(self) -> CarrierHealth:
         """Whether the driver can submit now, with a reason when it cannot."""
         return CarrierHealth(ok=True)
+
+    def webhooks(self) -> CarrierWebhooks | None:
+        """The carrier's own webhook shape; None (the default) for the generic one."""
+        return None
 
 
 def carrier_types() -> dict[str, type[Carrier]]:

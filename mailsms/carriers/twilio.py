@@ -17,7 +17,19 @@ from collections.abc import Mapping
 
 import aiohttp
 
-from mailsms.carriers.base import Carrier, CarrierHooks, CarrierSettings, OutboundSms, Submitted
+from mailsms.carriers.base import (
+    Carrier,
+    CarrierHooks,
+    CarrierSettings,
+    DeliveryReport,
+    InboundSms,
+    OutboundSms,
+    ReportStatus,
+    Submitted,
+    WebhookCall,
+    WebhookRefused,
+    WebhookReply,
+)
 from mailsms.duration import Duration
 from mailsms.errors import PermanentFailure, TemporaryFailure
 
@@ -53,6 +65,82 @@ def signature(auth_token: str, url: str, params: Mapping[str, str]) -> str:
     return base64.b64encode(digest).decode()
 
 
+_STATUS = {
+    "delivered": ReportStatus.DELIVERED,
+    "undelivered": ReportStatus.FAILED,
+    "failed": ReportStatus.FAILED,
+}
+_EMPTY_TWIML = b'<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
+
+
+class TwilioWebhooks:
+    """Twilio's webhook shape: form fields, ``X-Twilio-Signature``, empty TwiML back."""
+
+    methods: tuple[str, ...] = ("POST",)
+
+    def __init__(self, carrier: TwilioCarrier) -> None:
+        self.carrier = carrier
+
+    def verify(self, call: WebhookCall) -> None:
+        settings = self.carrier.twilio
+        given = call.headers.get("X-Twilio-Signature", "")
+        base = settings.public_url
+        url = f"{base.rstrip('/')}{call.path_qs}" if base else call.url
+        expected = signature(settings.auth_token, url, call.form)  # the query is in the URL
+        if not (given and hmac.compare_digest(given.encode(), expected.encode())):
+            raise WebhookRefused(403, "missing or invalid X-Twilio-Signature")
+
+    def inbound(self, call: WebhookCall) -> InboundSms:
+        params = call.params
+        sender, to, sid = _required(params, "From", "To", "MessageSid")
+        text = params.get("Body", "")
+        media = [
+            params[f"MediaUrl{i}"]
+            for i in range(_int(params.get("NumMedia")))
+            if params.get(f"MediaUrl{i}")
+        ]
+        if media:
+            text = "\n".join([text, *(f"[media: {url}]" for url in media)]).strip()
+        return InboundSms(
+            carrier=self.carrier.name,
+            carrier_id=sid,
+            from_=sender,
+            to=to,
+            text=text,
+            segments=max(1, _int(params.get("NumSegments"))),
+            raw=dict(params),
+        )
+
+    def status(self, call: WebhookCall) -> DeliveryReport:
+        params = call.params
+        sid, state = _required(params, "MessageSid", "MessageStatus")
+        return DeliveryReport(
+            self.carrier.name,
+            sid,
+            _STATUS.get(state, ReportStatus.ACCEPTED),
+            params.get("ErrorCode") or None,
+            params.get("ErrorMessage") or state,
+            raw={"kind": "twilio", **params},
+        )
+
+    def reply(self, kind: str) -> WebhookReply:
+        return WebhookReply(_EMPTY_TWIML, "text/xml")
+
+
+def _required(params: Mapping[str, str], *names: str) -> list[str]:
+    missing = [n for n in names if not params.get(n)]
+    if missing:
+        raise WebhookRefused(400, f"missing field(s): {', '.join(missing)}")
+    return [params[n] for n in names]
+
+
+def _int(value: str | None) -> int:
+    try:
+        return max(0, int(value or 0))
+    except ValueError:
+        return 0
+
+
 class TwilioCarrier(Carrier):
     Settings = TwilioSettings
 
@@ -72,6 +160,9 @@ class TwilioCarrier(Carrier):
         if self._http is not None:
             await self._http.close()
             self._http = None
+
+    def webhooks(self) -> TwilioWebhooks:
+        return TwilioWebhooks(self)
 
     def callback_url(self, kind: str) -> str | None:
         if not self.twilio.public_url:

@@ -1,56 +1,83 @@
-"""Carrier webhooks: inbound SMS and delivery reports, in the generic shape or Twilio's.
+"""Carrier webhooks: inbound SMS and delivery reports, in the generic shape or a carrier's own.
 
-``POST /webhooks/{carrier}/inbound`` and ``/webhooks/{carrier}/status``. A carrier of type
-``twilio`` speaks Twilio's form fields and must carry a valid ``X-Twilio-Signature``; every
-other carrier speaks the generic shape (JSON or form: ``from``, ``to``, ``text``, ``id``,
-``received_at``; ``id``, ``status``, ``error_code``, ``error_text``) and, when it sets
-``webhook_token``, needs ``Authorization: Bearer <token>``. The 2xx goes out only after the
-SMS or report is committed; a forged request gets 401/403 and nothing is stored.
+``POST /webhooks/{carrier}/inbound`` and ``/webhooks/{carrier}/status`` (and ``GET`` for a
+carrier whose API calls with GET). A driver with its own shape (``Carrier.webhooks()``:
+Twilio's form fields and ``X-Twilio-Signature``, say) verifies and reads the call itself;
+every other carrier speaks the generic shape (JSON or form: ``from``, ``to``, ``text``,
+``id``, ``received_at``; ``id``, ``status``, ``error_code``, ``error_text``) and, when it
+sets ``webhook_token``, needs ``Authorization: Bearer <token>``. The 2xx goes out only after
+the SMS, the part or the report is committed; a forged request gets 401/403 and nothing is
+stored.
 """
 
 from __future__ import annotations
 
 import hmac
 import json
+from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from mailsms.carriers.base import DeliveryReport, InboundSms, ReportStatus
-from mailsms.carriers.twilio import TwilioCarrier, signature
+from mailsms.carriers.base import (
+    CarrierWebhooks,
+    DeliveryReport,
+    InboundSms,
+    ReportStatus,
+    WebhookCall,
+    WebhookRefused,
+)
 from mailsms.errors import StoreError
+from mailsms.sms.reassemble import Fragment
 from mailsms.web.app import GATEWAY, error
 
 if TYPE_CHECKING:
     from mailsms.app import Gateway
 
-_TWILIO_STATUS = {
-    "delivered": ReportStatus.DELIVERED,
-    "undelivered": ReportStatus.FAILED,
-    "failed": ReportStatus.FAILED,
-}
 _GENERIC_STATUS = {s.value: s for s in ReportStatus}
-_EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_post("/webhooks/{carrier}/inbound", inbound)
-    app.router.add_post("/webhooks/{carrier}/status", status)
+    for kind, handler in (("inbound", inbound), ("status", status)):
+        app.router.add_post(f"/webhooks/{{carrier}}/{kind}", handler)
+        app.router.add_get(f"/webhooks/{{carrier}}/{kind}", handler)
 
 
-async def _params(request: web.Request) -> dict[str, str]:
-    """JSON object or form fields, as strings."""
+async def _call(request: web.Request) -> WebhookCall:
+    """The request as a :class:`WebhookCall`: query fields, then form or JSON fields."""
+    body = await request.read()
+    fields: dict[str, str] = {}
+    parsed: Any = None
     if request.content_type == "application/json":
         try:
-            body = await request.json()
+            parsed = json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise web.HTTPBadRequest(text="the body is not valid JSON") from None
-        if not isinstance(body, dict):
+        if not isinstance(parsed, dict):
             raise web.HTTPBadRequest(text="the body must be a JSON object")
-        return {str(k): "" if v is None else str(v) for k, v in body.items()}
-    form = await request.post()
-    return {k: str(v) for k, v in form.items() if isinstance(v, str)}
+        fields = {str(k): _text(v) for k, v in parsed.items()}
+    elif body:
+        form = await request.post()
+        fields = {k: str(v) for k, v in form.items() if isinstance(v, str)}
+    return WebhookCall(
+        method=request.method,
+        url=str(request.url),
+        path_qs=request.path_qs,
+        headers=request.headers,
+        body=body,
+        params={**request.query, **fields},
+        form=fields,
+        json=parsed,
+    )
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    return str(value)
 
 
 def _carrier(request: web.Request) -> tuple[Gateway, str]:
@@ -71,52 +98,75 @@ def _check_token(request: web.Request, token: str | None) -> None:
         )
 
 
-def _check_twilio(request: web.Request, carrier: TwilioCarrier, params: dict[str, str]) -> None:
-    given = request.headers.get("X-Twilio-Signature", "")
-    base = carrier.twilio.public_url
-    url = f"{base.rstrip('/')}{request.path_qs}" if base else str(request.url)
-    expected = signature(carrier.twilio.auth_token, url, params)
-    if not (given and hmac.compare_digest(given.encode(), expected.encode())):
-        raise web.HTTPForbidden(text="missing or invalid X-Twilio-Signature")
-
-
-def _required(params: dict[str, str], *names: str) -> list[str]:
+def _required(params: Mapping[str, str], *names: str) -> list[str]:
     missing = [n for n in names if not params.get(n)]
     if missing:
         raise web.HTTPBadRequest(text=f"missing field(s): {', '.join(missing)}")
     return [params[n] for n in names]
 
 
-async def _authenticated(request: web.Request) -> tuple[Gateway, str, dict[str, str]]:
-    """The gateway, the carrier's name and the request's fields, once the request is proven
-    to come from that carrier (Twilio's signature, or the generic bearer token)."""
+async def _authenticated(
+    request: web.Request,
+) -> tuple[Gateway, str, WebhookCall, CarrierWebhooks | None]:
+    """The gateway, the carrier's name, the call and the carrier's own webhook shape (None:
+    the generic one), once the call is proven to come from that carrier (its own
+    signature, or the generic bearer token)."""
     gw, name = _carrier(request)
     carrier = gw.carriers[name]
-    params = await _params(request)
-    if isinstance(carrier, TwilioCarrier):
-        _check_twilio(request, carrier, params)
+    shape = carrier.webhooks()
+    allowed = shape.methods if shape is not None else ("POST",)
+    if request.method not in allowed:
+        raise web.HTTPMethodNotAllowed(request.method, list(allowed))
+    call = await _call(request)
+    if shape is not None:
+        try:
+            shape.verify(call)
+        except WebhookRefused as exc:
+            raise _http(exc) from None
     else:
         _check_token(request, carrier.settings.webhook_token)
-    return gw, name, params
+    return gw, name, call, shape
+
+
+def _http(exc: WebhookRefused) -> web.HTTPException:
+    kinds: dict[int, type[web.HTTPException]] = {
+        401: web.HTTPUnauthorized,
+        403: web.HTTPForbidden,
+        404: web.HTTPNotFound,
+        413: web.HTTPRequestEntityTooLarge,
+    }
+    return kinds.get(exc.status, web.HTTPBadRequest)(text=exc.message)
+
+
+def _reply(shape: CarrierWebhooks | None, kind: str, generic: dict[str, Any]) -> web.Response:
+    if shape is None:
+        return web.json_response(generic)
+    r = shape.reply(kind)
+    return web.Response(body=r.body, status=r.status, content_type=r.content_type)
 
 
 async def inbound(request: web.Request) -> web.Response:
-    gw, name, params = await _authenticated(request)
-    carrier = gw.carriers[name]
-    if isinstance(carrier, TwilioCarrier):
-        sms = _twilio_inbound(name, params)
-    else:
-        sms = _generic_inbound(name, params)
+    gw, name, call, shape = await _authenticated(request)
     try:
-        id, new = await gw.inbound.receive(sms)
+        got = shape.inbound(call) if shape is not None else _generic_inbound(name, call.params)
+    except WebhookRefused as exc:
+        raise _http(exc) from None
+    result: dict[str, Any] = {"ok": True}
+    try:
+        if isinstance(got, Fragment):
+            id = await gw.inbound.receive_part(name, got)
+            result = {"id": id, "part": f"{got.seq}/{got.total}"}
+        elif got is not None:
+            id, new = await gw.inbound.receive(got)
+            result = {"id": id, "duplicate": not new}
+    except ValueError as exc:  # a part numbered outside its set: never storable
+        raise web.HTTPBadRequest(text=str(exc)) from None
     except StoreError:
         return error(503, "store_unavailable", "the SMS was not stored; retry later")
-    if isinstance(carrier, TwilioCarrier):
-        return web.Response(text=_EMPTY_TWIML, content_type="text/xml")
-    return web.json_response({"id": id, "duplicate": not new})
+    return _reply(shape, "inbound", result)
 
 
-def _generic_inbound(carrier: str, params: dict[str, str]) -> InboundSms:
+def _generic_inbound(carrier: str, params: Mapping[str, str]) -> InboundSms:
     sender, to, id = _required(params, "from", "to", "id")
     if "text" not in params:
         raise web.HTTPBadRequest(text="missing field(s): text")
@@ -135,71 +185,37 @@ def _generic_inbound(carrier: str, params: dict[str, str]) -> InboundSms:
         to=to,
         text=params["text"],
         received_at=received,
-        raw=params,
+        raw=dict(params),
     )
-
-
-def _twilio_inbound(carrier: str, params: dict[str, str]) -> InboundSms:
-    sender, to, sid = _required(params, "From", "To", "MessageSid")
-    text = params.get("Body", "")
-    media = [
-        params[f"MediaUrl{i}"]
-        for i in range(_int(params.get("NumMedia")))
-        if params.get(f"MediaUrl{i}")
-    ]
-    if media:
-        text = "\n".join([text, *(f"[media: {url}]" for url in media)]).strip()
-    return InboundSms(
-        carrier=carrier,
-        carrier_id=sid,
-        from_=sender,
-        to=to,
-        text=text,
-        segments=max(1, _int(params.get("NumSegments"))),
-        raw=params,
-    )
-
-
-def _int(value: str | None) -> int:
-    try:
-        return max(0, int(value or 0))
-    except ValueError:
-        return 0
 
 
 async def status(request: web.Request) -> web.Response:
-    gw, name, params = await _authenticated(request)
-    carrier = gw.carriers[name]
-    if isinstance(carrier, TwilioCarrier):
-        sid, state = _required(params, "MessageSid", "MessageStatus")
-        report = DeliveryReport(
-            name,
-            sid,
-            _TWILIO_STATUS.get(state, ReportStatus.ACCEPTED),
-            params.get("ErrorCode") or None,
-            params.get("ErrorMessage") or state,
-            raw=_raw(params, "twilio"),
-        )
-    else:
-        id, state = _required(params, "id", "status")
-        if state not in _GENERIC_STATUS:
-            raise web.HTTPBadRequest(text=f"status must be one of {', '.join(_GENERIC_STATUS)}")
-        report = DeliveryReport(
-            name,
-            id,
-            _GENERIC_STATUS[state],
-            params.get("error_code") or None,
-            params.get("error_text") or None,
-            raw=_raw(params, "generic"),
-        )
+    gw, name, call, shape = await _authenticated(request)
     try:
-        await gw.hooks(name).delivery_report(report)
-    except StoreError:
-        return error(503, "store_unavailable", "the report was not stored; retry later")
-    if isinstance(carrier, TwilioCarrier):
-        return web.Response(text=_EMPTY_TWIML, content_type="text/xml")
-    return web.json_response({"ok": True})
+        report = shape.status(call) if shape is not None else _generic_status(name, call.params)
+    except WebhookRefused as exc:
+        raise _http(exc) from None
+    if report is not None:
+        try:
+            await gw.hooks(name).delivery_report(report)
+        except StoreError:
+            return error(503, "store_unavailable", "the report was not stored; retry later")
+    return _reply(shape, "status", {"ok": True})
 
 
-def _raw(params: dict[str, str], kind: str) -> dict[str, Any]:
+def _generic_status(name: str, params: Mapping[str, str]) -> DeliveryReport:
+    id, state = _required(params, "id", "status")
+    if state not in _GENERIC_STATUS:
+        raise web.HTTPBadRequest(text=f"status must be one of {', '.join(_GENERIC_STATUS)}")
+    return DeliveryReport(
+        name,
+        id,
+        _GENERIC_STATUS[state],
+        params.get("error_code") or None,
+        params.get("error_text") or None,
+        raw=_raw(params, "generic"),
+    )
+
+
+def _raw(params: Mapping[str, str], kind: str) -> dict[str, Any]:
     return {"kind": kind, **params}

@@ -94,6 +94,7 @@ class ImapIntake:
         self.clock = clock
         self.health = ImapHealth()
         self._client: Any = None
+        self._lost = asyncio.Event()  # set when the current connection is closed
         self._uidvalidity = 0
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
@@ -182,6 +183,8 @@ class ImapIntake:
         else:
             client = aioimaplib.IMAP4(s.host, s.effective_port, timeout=s.timeout)
         self._client = client
+        self._lost = lost = asyncio.Event()
+        client.protocol.conn_lost_cb = lambda exc: lost.set()
         await client.wait_hello_from_server()
         await self._ok(client.login(s.username, s.password), "LOGIN")
         selected = await self._ok(client.select(s.mailbox), f"SELECT {s.mailbox}")
@@ -213,30 +216,54 @@ class ImapIntake:
             transport.close()
 
     async def _ok(self, call: Any, what: str) -> Any:
-        response = await asyncio.wait_for(call, self.settings.timeout)
+        """The answer to one command, raising ImapError for NO/BAD and ConnectionError when
+        the server closes the connection meanwhile (aioimaplib would wait for ``timeout``)."""
+        command = asyncio.ensure_future(call)
+        lost = asyncio.ensure_future(self._lost.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {command, lost}, timeout=self.settings.timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            lost.cancel()
+        if command not in done:
+            command.cancel()
+            if lost in done:
+                raise ConnectionError(f"{what}: connection closed by the server")
+            raise TimeoutError(f"{what}: no answer within {self.settings.timeout:g}s")
+        response = command.result()
         if response.result != "OK":
             text = b" ".join(bytes(x) for x in response.lines[-1:]).decode("utf-8", "replace")
             raise ImapError(f"{what}: {response.result} {text}")
         return response
 
     async def _wait(self) -> None:
-        """Until the server reports a change (IDLE), ``poll_interval`` passes, or stop."""
+        """Until the server reports a change (IDLE), ``poll_interval`` passes, or stop.
+        A connection the server closes meanwhile (a restart, a kick: Dovecot says BYE,
+        which aioimaplib drops) raises ConnectionError at once, for a reconnect."""
         client = self._client
         interval = self.settings.poll_interval
         stop = asyncio.ensure_future(self._stopping.wait())
+        lost = asyncio.ensure_future(self._lost.wait())
         try:
             if self.settings.idle and client.has_capability("IDLE"):
                 idle = await client.idle_start(timeout=interval)
                 push = asyncio.ensure_future(client.wait_server_push(timeout=interval + 5))
-                await asyncio.wait({push, stop}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait({push, stop, lost}, return_when=asyncio.FIRST_COMPLETED)
                 push.cancel()
+                if self._lost.is_set():
+                    idle.cancel()
+                    raise ConnectionError("connection closed by the server while idling")
                 if client.has_pending_idle():
                     client.idle_done()
                 await asyncio.wait_for(idle, self.settings.timeout)
             else:
-                await asyncio.wait({stop}, timeout=interval)
+                await asyncio.wait({stop, lost}, timeout=interval)
+                if self._lost.is_set():
+                    raise ConnectionError("connection closed by the server")
         finally:
             stop.cancel()
+            lost.cancel()
 
     # --- the mail ------------------------------------------------------------------------
 

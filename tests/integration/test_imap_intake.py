@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import smtplib
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -24,7 +25,7 @@ from tests.conftest import GatewayFactory
 from tests.helpers import until
 from tests.integration.test_http import call
 from tests.peers import missing_peer
-from tests.peers.dovecot import Dovecot, dovecot_binary, lmtp_available
+from tests.peers.dovecot import SBIN_PATH, Dovecot, dovecot_binary, lmtp_available
 from tests.peers.postfix import shared_temp_dir
 
 pytestmark = pytest.mark.peers
@@ -63,6 +64,9 @@ class Mailbox:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        transport = self.client.protocol.transport
+        if transport is None or transport.is_closing():
+            return  # the server closed it (a kick): nothing to log out of
         with contextlib.suppress(Exception):
             await self.client.logout()
 
@@ -267,21 +271,6 @@ async def test_the_gateway_reads_new_mail_as_it_arrives(
     assert await box.flags() == [{"\\Seen"}]
 
 
-async def test_wrong_password_shows_in_health_and_is_retried(
-    box: Mailbox, gateway_factory: GatewayFactory
-) -> None:
-    gw = await gateway_factory(policy=POLICY, imap=[imap_settings(box, password="wrong")])
-    (intake,) = gw.imap
-    async with asyncio.timeout(10):
-        await intake.wait_for(lambda i: "LOGIN" in i.health.detail)
-    assert not intake.health.ok
-    assert "wrong" not in intake.health.detail  # the password is not repeated anywhere
-    status, body = await call(gw, "GET", "/healthz")
-    assert status == 503 and body["status"] == "degraded"
-    assert body["imap"]["alerts"]["ok"] is False
-    assert "LOGIN" in body["imap"]["alerts"]["detail"]
-
-
 async def test_mail_delivered_by_dovecot_lmtp(box: Mailbox, gw: Gateway) -> None:
     """Delivered as an MTA would (LMTP): Dovecot adds Return-Path and Delivered-To."""
 
@@ -329,3 +318,47 @@ async def test_a_message_over_the_size_limit_is_refused_unread(
     assert outcome.result == "refused" and outcome.reason.startswith("552 5.3.4")
     assert await box.flags() == [{"\\Seen", "\\Flagged"}]
     assert await gw.store.list_messages() == []
+
+
+async def test_a_dropped_connection_is_opened_again(
+    box: Mailbox, gateway_factory: GatewayFactory
+) -> None:
+    gw = await gateway_factory(policy=POLICY, imap=[imap_settings(box, poll_interval="1h")])
+    (intake,) = gw.imap
+    async with asyncio.timeout(10):
+        await intake.wait_for(lambda i: i.polls >= 1)
+    polls = intake.polls
+    # The server drops the gateway's session (as on a restart or an admin's kick).
+    kicked = await asyncio.to_thread(
+        subprocess.run,
+        ["doveadm", "-c", str(box.dc.conf), "kick", box.user],
+        capture_output=True,
+        env={**os.environ, "PATH": SBIN_PATH},
+        check=False,
+    )
+    assert kicked.returncode == 0, kicked.stderr
+    async with asyncio.timeout(15):
+        await intake.wait_for(lambda i: i.polls > polls and i.health.ok)
+    async with Mailbox(box.dc, box.user) as again:  # the kick closed the test's session too
+        await again.append(mail(body="after the reconnect"))
+
+    async def sent() -> bool:
+        return any("after the reconnect" in m.text for m in await gw.store.list_messages())
+
+    await until(gw, sent)
+
+
+# Last: a failed login makes Dovecot slow down later logins from 127.0.0.1.
+async def test_wrong_password_shows_in_health_and_is_retried(
+    box: Mailbox, gateway_factory: GatewayFactory
+) -> None:
+    gw = await gateway_factory(policy=POLICY, imap=[imap_settings(box, password="wrong")])
+    (intake,) = gw.imap
+    async with asyncio.timeout(10):
+        await intake.wait_for(lambda i: "LOGIN" in i.health.detail)
+    assert not intake.health.ok
+    assert "wrong" not in intake.health.detail  # the password is not repeated anywhere
+    status, body = await call(gw, "GET", "/healthz")
+    assert status == 503 and body["status"] == "degraded"
+    assert body["imap"]["alerts"]["ok"] is False
+    assert "LOGIN" in body["imap"]["alerts"]["detail"]

@@ -1,11 +1,11 @@
 """What a carrier's answer means for the sender: an RFC 3463 status code and plain words.
 
 Delivery reports arrive in each carrier's vocabulary (SMPP command_status and receipt
-``stat:``/``err:``, Twilio ``ErrorCode``, Vonage ``err-code``, the generic webhook's
-``status``); :mod:`mailsms.mail.dsn` speaks RFC 3463. This module is the one translation
-table between them, and ``docs/delivery-reports.md`` shows it (a unit test checks that the
-doc still carries exactly :func:`markdown_tables`; ``python -m mailsms.mail.dsn_codes``
-prints them).
+``stat:``/``err:``, Twilio ``ErrorCode``, Vonage ``err-code``, Telnyx ``errors[].code``,
+the generic webhook's ``status``); :mod:`mailsms.mail.dsn` speaks RFC 3463. This module is
+the one translation table between them, and ``docs/delivery-reports.md`` shows it (a unit
+test checks that the doc still carries exactly :func:`markdown_tables`;
+``python -m mailsms.mail.dsn_codes`` prints them).
 
 ``Mapped.permanent`` answers "would sending the same SMS again later help?": False means a
 later attempt may succeed (the dispatcher may retry until the message's maximum age, then
@@ -224,6 +224,68 @@ def from_vonage(err_code: str | int) -> Mapped:
     return _m("4.0.0", f"the SMS provider reported error {_clip(str(err_code))}")
 
 
+# --- Telnyx Messaging errors[].code (developers.telnyx.com/docs/messaging/messages/error-codes)
+# The submit decision in mailsms/carriers/telnyx.py (PERMANENT / TEMPORARY) agrees with
+# ``permanent`` here; a test holds the two together.
+
+TELNYX_ERROR: dict[int, Mapped] = {
+    10002: _m("5.1.1", "the number is not a valid phone number"),
+    10007: _m("4.3.0", "the SMS provider had an unexpected error"),
+    10008: _m("4.3.0", "the SMS provider timed out"),
+    10009: _m("4.7.0", "the gateway could not log in to the SMS provider"),
+    10010: _m("4.7.0", "the SMS provider refused the gateway's request (permissions)"),
+    10011: _m("4.7.1", "the SMS provider throttled us (too many requests)"),
+    10016: _m("5.1.3", "the number is not in international (E.164) format"),
+    20100: _m("4.3.0", "the gateway's SMS provider account has run out of credit"),
+    40001: _m("5.1.1", _NOT_MOBILE),
+    40002: _m("4.7.1", "the mobile network's spam filter held the message back for now"),
+    40003: _m("5.7.1", "the mobile network blocks the gateway's sender number as spam"),
+    40004: _m("4.0.0", "the recipient's network rejected the message without saying why"),
+    40005: _m("4.4.7", "the mobile network gave up: the message expired on its way", final=True),
+    40006: _m("4.4.1", "the recipient's mobile network was not answering"),
+    40007: _m("5.4.6", "the message went round in a loop between networks"),
+    40008: _m("5.0.0", "the recipient's network did not accept the message"),
+    40009: _m("5.6.0", "the mobile network refused the message's content or encoding"),
+    40010: _m(
+        "5.7.1", "the gateway's sender number is not registered for US A2P (10DLC) messaging"
+    ),
+    40011: _m("4.7.1", "the mobile network throttled the gateway's messages"),
+    40012: _m("5.1.1", "the number is not a valid destination"),
+    40013: _m("5.1.7", "the mobile network refused the gateway's sender number"),
+    40014: _m("4.4.7", "the message expired in the SMS provider's queue", final=True),
+    40015: _m("5.7.1", "the SMS provider's spam filter blocked the message"),
+    40016: _m("4.7.1", "the mobile network's daily limit for the gateway's sender was reached"),
+    40017: _m("5.7.1", _FILTERED),
+    40018: _m("4.7.1", "the mobile network throttled the gateway's messages"),
+    40300: _m("5.7.1", _OPTED_OUT, opt_out=True),
+    40301: _m("5.1.1", "the number cannot receive this type of message"),
+    40302: _m("5.3.4", "the message is too long for the SMS provider"),
+    40304: _m("5.5.4", "the SMS provider rejected a parameter of our request (a gateway problem)"),
+    40305: _m("5.1.7", "the SMS provider refused the gateway's sender number"),
+    40306: _m("5.1.7", "the SMS provider refused the gateway's sender id (not configured)"),
+    40309: _m("5.7.1", "sending SMS to this country is not enabled for the gateway"),
+    40310: _m("5.1.1", "the number is not a valid phone number"),
+    40312: _m("4.7.0", "the gateway's SMS provider messaging profile is disabled"),
+    40314: _m("4.7.0", "messaging is disabled on the gateway's SMS provider account"),
+    40316: _m("5.6.0", "the message had no text"),
+    40318: _m("4.3.2", "the SMS provider's queue was full"),
+    40322: _m("5.7.1", "the SMS provider blocked the message because of its content"),
+}
+
+
+def from_telnyx(code: str | int | None) -> Mapped:
+    """A Telnyx error code, from a submit refusal or a ``message.finalized`` event's
+    ``errors[0].code``. The message has already failed at Telnyx when this is asked, so a
+    code we do not know bounces (``5.0.0``), as for Twilio."""
+    number = _int(code)
+    if not number:
+        return _m("5.0.0", "the SMS provider could not deliver the message")
+    known = TELNYX_ERROR.get(number)
+    if known is not None:
+        return known
+    return _m("5.0.0", f"the SMS provider reported error {number}")
+
+
 # --- The generic status webhook (DESIGN.md: delivered | failed | expired | accepted) --------
 
 GENERIC_STATUS: dict[str, Mapped] = {
@@ -287,6 +349,7 @@ def markdown_tables() -> str:
     receipt = list(RECEIPT_STAT.items())
     twilio = [(str(code), m) for code, m in sorted(TWILIO_ERROR.items())]
     vonage = [(str(code), m) for code, m in sorted(VONAGE_ERROR.items())]
+    telnyx = [(str(code), m) for code, m in sorted(TELNYX_ERROR.items())]
     generic = list(GENERIC_STATUS.items())
     parts = [
         *_rows("SMPP submit_sm_resp command_status", "command_status", from_smpp),
@@ -302,6 +365,10 @@ def markdown_tables() -> str:
         "",
         *_rows("Vonage err-code", "err-code", vonage),
         "Any other err-code: `4.0.0`, retried.",
+        "",
+        *_rows("Telnyx errors[].code", "code", telnyx),
+        "Any other code: `5.0.0`. A `delivery_failed`/`sending_failed` event without a code:"
+        " `5.0.0`.",
         "",
         *_rows("Generic status webhook", "status", generic),
         "`error_text` (or `error_code`) is added to the reason.",

@@ -14,6 +14,7 @@ from mailsms.mail.dsn_codes import (
     from_generic,
     from_receipt,
     from_smpp_status,
+    from_telnyx,
     from_twilio,
     from_vonage,
 )
@@ -27,6 +28,7 @@ ALL_TABLES: list[tuple[str, dict[object, Mapped]]] = [
     ("receipt", dict(dsn_codes.RECEIPT_STAT)),
     ("twilio", dict(dsn_codes.TWILIO_ERROR)),
     ("vonage", dict(dsn_codes.VONAGE_ERROR)),
+    ("telnyx", dict(dsn_codes.TELNYX_ERROR)),
     ("generic", dict(dsn_codes.GENERIC_STATUS)),
 ]
 ALL_ROWS = [(name, key, m) for name, table in ALL_TABLES for key, m in table.items()]
@@ -169,6 +171,36 @@ def test_from_twilio_status_without_error(
 def test_from_vonage(code: str | int, status: str, permanent: bool, opt_out: bool) -> None:
     mapped = from_vonage(code)
     assert (mapped.status, mapped.permanent, mapped.opt_out) == (status, permanent, opt_out)
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "permanent", "opt_out", "words"),
+    [
+        ("40300", "5.7.1", True, True, "STOP"),  # "Blocked due to STOP message"
+        (40310, "5.1.1", True, False, "not a valid phone number"),
+        ("40001", "5.1.1", True, False, "not a mobile number"),
+        ("40002", "4.7.1", False, False, "spam"),
+        ("40005", "4.4.7", True, False, "expired"),
+        ("40006", "4.4.1", False, False, "not answering"),
+        ("40008", "5.0.0", True, False, "did not accept"),
+        ("40011", "4.7.1", False, False, "throttled"),
+        ("10009", "4.7.0", False, False, "log in"),
+        ("49999", "5.0.0", True, False, "error 49999"),
+        (None, "5.0.0", True, False, "could not deliver"),
+        ("", "5.0.0", True, False, "could not deliver"),
+        ("oops", "5.0.0", True, False, "could not deliver"),
+    ],
+)
+def test_from_telnyx(
+    code: str | int | None, status: str, permanent: bool, opt_out: bool, words: str
+) -> None:
+    mapped = from_telnyx(code)
+    assert (mapped.status, mapped.permanent, mapped.opt_out) == (status, permanent, opt_out)
+    assert words in mapped.reason
+
+
+def test_only_the_stop_block_is_a_telnyx_opt_out() -> None:
+    assert [c for c, m in dsn_codes.TELNYX_ERROR.items() if m.opt_out] == [40300]
 
 
 @pytest.mark.parametrize(

@@ -254,11 +254,14 @@ class _Hooks:
         gw.notifier.wake()
 
     async def _opt_out(self, mid: str, report: DeliveryReport) -> None:
-        """A carrier saying the recipient opted out (Twilio 21610, Vonage 9) is an opt-out."""
+        """A carrier saying the recipient opted out (Twilio 21610, Vonage 9, Telnyx 40300) is
+        an opt-out."""
         kind = next((c.type for c in self.gateway.settings.carriers if c.name == self.carrier), "")
         code = report.error_code
-        opted_out = (kind == "twilio" and dsn_codes.from_twilio(code, "failed").opt_out) or (
-            kind == "vonage" and code is not None and dsn_codes.from_vonage(code).opt_out
+        opted_out = (
+            (kind == "twilio" and dsn_codes.from_twilio(code, "failed").opt_out)
+            or (kind == "vonage" and code is not None and dsn_codes.from_vonage(code).opt_out)
+            or (kind == "telnyx" and dsn_codes.from_telnyx(code).opt_out)
         )
         if opted_out:
             message = await self.gateway.store.get(mid)

@@ -234,6 +234,8 @@ def classify(
         return dsn_codes.from_receipt(stat, code)
     if kind == "twilio":
         return dsn_codes.from_twilio(code, "failed")
+    if kind == "telnyx":
+        return dsn_codes.from_telnyx(code)
     return dsn_codes.from_generic("failed", code, error or None)
 
 
@@ -243,4 +245,5 @@ def _diagnostic(
     if not last_error:
         return None
     kind = carrier_types.get(row["carrier"] or "", "") or "x-mailsms"
-    return f"{kind if kind in ('smpp', 'twilio') else 'x-mailsms'}; {last_error}"
+    known = ("smpp", "twilio", "vonage", "telnyx")
+    return f"{kind if kind in known else 'x-mailsms'}; {last_error}"

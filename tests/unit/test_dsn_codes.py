@@ -238,3 +238,13 @@ def test_doc_carries_the_generated_tables() -> None:
     match = re.search(r"<!-- BEGIN dsn_codes -->\n(.*)<!-- END dsn_codes -->", doc, re.DOTALL)
     assert match, "docs/delivery-reports.md lost its generated-table markers"
     assert match.group(1) == dsn_codes.markdown_tables()
+
+
+def test_failed_telnyx_messages_bounce_with_telnyx_statuses() -> None:
+    from mailsms.dispatch.notify import classify
+
+    types = {"tx": "telnyx"}
+    invalid = classify("failed", "tx", "telnyx HTTP 400: invalid 'to' (code 40310)", types)
+    assert invalid.status == "5.1.1"
+    stop = classify("failed", "tx", "tx: blocked due to STOP message (code 40300)", types)
+    assert (stop.status, stop.opt_out) == ("5.7.1", True)

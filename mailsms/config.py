@@ -523,11 +523,11 @@ def _warnings(settings: Settings) -> list[str]:
         and not split_listen(http)[0].startswith(("127.", "localhost", "::1"))
     )
     for carrier in settings.carriers:
-        if (
-            exposed
-            and not carrier.webhook_token
-            and carrier.type in {"console", "file", "fake", "http"}
-        ):
+        unprotected = not carrier.webhook_token and (
+            carrier.type in {"console", "file", "fake", "http"}
+            or (carrier.type == "vonage" and not getattr(carrier, "signature_secret", None))
+        )
+        if exposed and unprotected:
             out.append(
                 f"carrier {carrier.name!r} has no webhook_token but http.listen {http} is not "
                 "loopback: anyone who can reach it can inject SMS and delivery reports"

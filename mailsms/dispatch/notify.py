@@ -236,6 +236,8 @@ def classify(
         return dsn_codes.from_twilio(code, "failed")
     if kind == "telnyx":
         return dsn_codes.from_telnyx(code)
+    if kind == "vonage" and code is not None and not code.startswith("status"):
+        return dsn_codes.from_vonage(code)  # a receipt's err-code ("status N": a submit's)
     return dsn_codes.from_generic("failed", code, error or None)
 
 

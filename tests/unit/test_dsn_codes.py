@@ -248,3 +248,13 @@ def test_failed_telnyx_messages_bounce_with_telnyx_statuses() -> None:
     assert invalid.status == "5.1.1"
     stop = classify("failed", "tx", "tx: blocked due to STOP message (code 40300)", types)
     assert (stop.status, stop.opt_out) == ("5.7.1", True)
+
+
+def test_failed_vonage_receipts_bounce_with_vonage_statuses() -> None:
+    from mailsms.dispatch.notify import classify
+
+    types = {"vg": "vonage"}
+    receipt = classify("failed", "vg", "vg: failed (code 9)", types)  # err-code 9: opted out
+    assert receipt == dsn_codes.from_vonage(9)
+    submit = classify("failed", "vg", "vonage: Non-Whitelisted Destination (code status 6)", types)
+    assert submit.status.startswith("5.")  # a submit status is not a receipt err-code

@@ -394,3 +394,23 @@ async def test_a_rolled_back_reservation_is_forgotten(store_url: str) -> None:
     finally:
         await a.close()
         await b.close()
+
+
+async def test_an_intake_key_is_committed_once_with_its_messages(store: SqlStore) -> None:
+    # IMAP intake: the key of a mailbox message is committed with the SMS it became, so a
+    # second attempt (a crash before the \Seen flag, another gateway) queues nothing.
+    from mailsms.store.base import AlreadyQueued
+
+    first = msg()
+    assert await store.intake_key("imap:a:1:7") is None
+    await store.enqueue([first], T0, key="imap:a:1:7")
+    assert await store.intake_key("imap:a:1:7") == (first.id,)
+    with pytest.raises(AlreadyQueued) as again:
+        await store.enqueue([msg(), msg()], T0 + 1, key="imap:a:1:7")
+    assert again.value.ids == (first.id,)
+    assert [m.id for m in await store.list_messages(limit=10)] == [first.id]  # rolled back
+    await store.enqueue([msg()], T0 + 2, key="imap:a:2:7")  # a new UIDVALIDITY: a new key
+    # Purged with the retention sweep, like the finished messages they belong to.
+    await store.purge(T0 + 1.5, T0 + 1.5)
+    assert await store.intake_key("imap:a:1:7") is None
+    assert await store.intake_key("imap:a:2:7") is not None

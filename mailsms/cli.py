@@ -458,15 +458,23 @@ def _receive(args: argparse.Namespace) -> int:
     import urllib.error
     import urllib.request
 
+    from mailsms.carriers.base import Carrier, carrier_class
+
     s = _load(args).settings
-    generic = [c for c in s.carriers if c.type not in ("twilio",)]
+    # Carriers with a webhook shape of their own (Twilio, Vonage, Telnyx) expect their
+    # vendor's signed calls; the phone is played through the generic shape.
+    generic = [c for c in s.carriers if carrier_class(c.type).webhooks is Carrier.webhooks]
     carrier = (
         next((c for c in generic if c.name == args.carrier), None)
         if args.carrier
         else (generic[0] if generic else None)
     )
     if carrier is None or not s.http.listen or s.http.listen.startswith("unix:"):
-        print("mailsms: need a non-Twilio carrier and http.listen on host:port", file=sys.stderr)
+        print(
+            "mailsms: need a carrier with the generic webhook shape (not twilio, vonage or "
+            "telnyx) and http.listen on host:port",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     body = json.dumps(
         {

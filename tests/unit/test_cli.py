@@ -244,3 +244,19 @@ def test_messages_group_config_is_used(capsys: pytest.CaptureFixture[str], workd
     message_id = out.split()[1]
     code, out, _ = run(capsys, "messages", "--config", config, "list")
     assert message_id in out
+
+
+def test_receive_needs_a_carrier_with_the_generic_webhook(
+    capsys: pytest.CaptureFixture[str], workdir: Path
+) -> None:
+    # Vonage and Telnyx, like Twilio, only take their vendor's signed calls.
+    (workdir / "m.toml").write_text(
+        '[[carrier]]\nname = "tx"\ntype = "telnyx"\napi_key = "k"\n'
+        'public_key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="\n'
+        '[[carrier]]\nname = "vg"\ntype = "vonage"\napi_key = "k"\napi_secret = "s"\n'
+    )
+    code, _, err = run(
+        capsys, "receive", "--config", "m.toml", "--from", "+447700900123", "--text", "hi"
+    )
+    assert code == EXIT_USAGE
+    assert "generic webhook shape" in err

@@ -59,12 +59,11 @@ import aiohttp
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from mailsms.carriers.base import (
-    Carrier,
-    CarrierHooks,
     CarrierSettings,
     OutboundSms,
     Submitted,
 )
+from mailsms.carriers.http_api import HttpApiCarrier
 from mailsms.duration import Duration
 from mailsms.errors import CarrierError, PermanentFailure, TemporaryFailure
 
@@ -682,7 +681,7 @@ def failure(
 # --- the driver -----------------------------------------------------------------------------
 
 
-class HttpCarrier(Carrier):
+class HttpCarrier(HttpApiCarrier):
     Settings = HttpCarrierSettings
 
     def __init__(self, settings: CarrierSettings) -> None:
@@ -690,21 +689,10 @@ class HttpCarrier(Carrier):
         assert isinstance(settings, HttpCarrierSettings)
         self.http_settings = settings
         self._needs_sender = bool({"from", "from_digits"} & settings.placeholders())
-        self._http: aiohttp.ClientSession | None = None
-
-    async def start(self, hooks: CarrierHooks) -> None:
-        timeout = aiohttp.ClientTimeout(total=self.http_settings.timeout)
-        self._http = aiohttp.ClientSession(timeout=timeout)
-
-    async def stop(self) -> None:
-        if self._http is not None:
-            await self._http.close()
-            self._http = None
 
     async def submit(self, sms: OutboundSms) -> Submitted:
         s = self.http_settings
-        if self._http is None:
-            raise TemporaryFailure(f"{self.name}: carrier is not started")
+        http = self.session()
         if self._needs_sender and not sms.source_addr:
             raise TemporaryFailure(f"{self.name}: the templates use {{from}}: set `from`")
         try:
@@ -712,7 +700,7 @@ class HttpCarrier(Carrier):
         except TemplateError as exc:
             raise PermanentFailure(f"{self.name}: cannot build the request: {exc}") from None
         try:
-            async with self._http.request(
+            async with http.request(
                 req.method, req.url, headers=req.headers, data=req.data
             ) as resp:
                 status = resp.status

@@ -34,8 +34,6 @@ from nacl.signing import VerifyKey
 from pydantic import Field, field_validator
 
 from mailsms.carriers.base import (
-    Carrier,
-    CarrierHooks,
     CarrierSettings,
     DeliveryReport,
     InboundSms,
@@ -46,6 +44,7 @@ from mailsms.carriers.base import (
     WebhookRefused,
     WebhookReply,
 )
+from mailsms.carriers.http_api import HttpApiCarrier
 from mailsms.duration import Duration
 from mailsms.errors import PermanentFailure, TemporaryFailure
 
@@ -324,7 +323,7 @@ def _raw(event: dict[str, Any], payload: dict[str, Any], **extra: Any) -> dict[s
 # --- the driver ------------------------------------------------------------------------------
 
 
-class TelnyxCarrier(Carrier):
+class TelnyxCarrier(HttpApiCarrier):
     Settings = TelnyxSettings
 
     def __init__(self, settings: CarrierSettings) -> None:
@@ -332,25 +331,12 @@ class TelnyxCarrier(Carrier):
         assert isinstance(settings, TelnyxSettings)
         self.telnyx = settings
         self.clock: Callable[[], float] = time.time  # webhook timestamps; tests replace it
-        self._http: aiohttp.ClientSession | None = None
 
-    async def start(self, hooks: CarrierHooks) -> None:
-        headers = {"Authorization": f"Bearer {self.telnyx.api_key}"}
-        timeout = aiohttp.ClientTimeout(total=self.telnyx.timeout)
-        self._http = aiohttp.ClientSession(headers=headers, timeout=timeout)
-
-    async def stop(self) -> None:
-        if self._http is not None:
-            await self._http.close()
-            self._http = None
+    def session_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.telnyx.api_key}"}
 
     def webhooks(self) -> TelnyxWebhooks:
         return TelnyxWebhooks(self)
-
-    def callback_url(self, kind: str) -> str | None:
-        if not self.telnyx.public_url:
-            return None
-        return f"{self.telnyx.public_url.rstrip('/')}/webhooks/{self.name}/{kind}"
 
     def request(self, sms: OutboundSms) -> dict[str, Any]:
         """The JSON body of ``POST /v2/messages`` for ``sms``."""
@@ -367,12 +353,11 @@ class TelnyxCarrier(Carrier):
         return body
 
     async def submit(self, sms: OutboundSms) -> Submitted:
-        if self._http is None:
-            raise TemporaryFailure("telnyx carrier is not started")
+        http = self.session()
         url = f"{self.telnyx.api_url.rstrip('/')}/v2/messages"
         headers = {"Idempotency-Key": sms.message_id}
         try:
-            async with self._http.post(url, json=self.request(sms), headers=headers) as resp:
+            async with http.post(url, json=self.request(sms), headers=headers) as resp:
                 status = resp.status
                 body = await resp.json(content_type=None)
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:

@@ -18,8 +18,6 @@ from collections.abc import Mapping
 import aiohttp
 
 from mailsms.carriers.base import (
-    Carrier,
-    CarrierHooks,
     CarrierSettings,
     DeliveryReport,
     InboundSms,
@@ -30,6 +28,7 @@ from mailsms.carriers.base import (
     WebhookRefused,
     WebhookReply,
 )
+from mailsms.carriers.http_api import HttpApiCarrier
 from mailsms.duration import Duration
 from mailsms.errors import PermanentFailure, TemporaryFailure
 
@@ -141,37 +140,23 @@ def _int(value: str | None) -> int:
         return 0
 
 
-class TwilioCarrier(Carrier):
+class TwilioCarrier(HttpApiCarrier):
     Settings = TwilioSettings
 
     def __init__(self, settings: CarrierSettings) -> None:
         super().__init__(settings)
         assert isinstance(settings, TwilioSettings)
         self.twilio = settings
-        self._http: aiohttp.ClientSession | None = None
 
-    async def start(self, hooks: CarrierHooks) -> None:
+    def session_headers(self) -> dict[str, str]:
         pair = f"{self.twilio.account_sid}:{self.twilio.auth_token}".encode()
-        auth = {"Authorization": "Basic " + base64.b64encode(pair).decode()}
-        timeout = aiohttp.ClientTimeout(total=self.twilio.timeout)
-        self._http = aiohttp.ClientSession(headers=auth, timeout=timeout)
-
-    async def stop(self) -> None:
-        if self._http is not None:
-            await self._http.close()
-            self._http = None
+        return {"Authorization": "Basic " + base64.b64encode(pair).decode()}
 
     def webhooks(self) -> TwilioWebhooks:
         return TwilioWebhooks(self)
 
-    def callback_url(self, kind: str) -> str | None:
-        if not self.twilio.public_url:
-            return None
-        return f"{self.twilio.public_url.rstrip('/')}/webhooks/{self.name}/{kind}"
-
     async def submit(self, sms: OutboundSms) -> Submitted:
-        if self._http is None:
-            raise TemporaryFailure("twilio carrier is not started")
+        http = self.session()
         form = {"To": sms.to, "Body": sms.text}
         if self.twilio.messaging_service_sid:
             form["MessagingServiceSid"] = self.twilio.messaging_service_sid
@@ -185,7 +170,7 @@ class TwilioCarrier(Carrier):
             f"{self.twilio.account_sid}/Messages.json"
         )
         try:
-            async with self._http.post(url, data=form) as resp:
+            async with http.post(url, data=form) as resp:
                 body = await resp.json(content_type=None)
                 status = resp.status
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:

@@ -73,8 +73,6 @@ import aiohttp
 from pydantic import Field, model_validator
 
 from mailsms.carriers.base import (
-    Carrier,
-    CarrierHooks,
     CarrierSettings,
     DeliveryReport,
     InboundSms,
@@ -85,6 +83,7 @@ from mailsms.carriers.base import (
     WebhookRefused,
     WebhookReply,
 )
+from mailsms.carriers.http_api import HttpApiCarrier
 from mailsms.duration import Duration
 from mailsms.errors import PermanentFailure, TemporaryFailure
 from mailsms.mail import dsn_codes
@@ -326,23 +325,13 @@ def _msisdn(number: str) -> str:
     return number[1:] if number.startswith("+") and number[1:].isdigit() else number
 
 
-class VonageCarrier(Carrier):
+class VonageCarrier(HttpApiCarrier):
     Settings = VonageSettings
 
     def __init__(self, settings: CarrierSettings) -> None:
         super().__init__(settings)
         assert isinstance(settings, VonageSettings)
         self.vonage = settings
-        self._http: aiohttp.ClientSession | None = None
-
-    async def start(self, hooks: CarrierHooks) -> None:
-        timeout = aiohttp.ClientTimeout(total=self.vonage.timeout)
-        self._http = aiohttp.ClientSession(timeout=timeout)
-
-    async def stop(self) -> None:
-        if self._http is not None:
-            await self._http.close()
-            self._http = None
 
     def webhooks(self) -> VonageWebhooks:
         return VonageWebhooks(self)
@@ -373,13 +362,12 @@ class VonageCarrier(Carrier):
         return form
 
     async def submit(self, sms: OutboundSms) -> Submitted:
-        if self._http is None:
-            raise TemporaryFailure("vonage carrier is not started")
+        http = self.session()
         if not sms.source_addr:
             raise TemporaryFailure("vonage needs a sender: set `from` on the carrier")
         url = f"{self.vonage.api_url.rstrip('/')}/sms/json"
         try:
-            async with self._http.post(url, data=self.request(sms, time.time())) as resp:
+            async with http.post(url, data=self.request(sms, time.time())) as resp:
                 status, body = resp.status, await resp.text()
         except (aiohttp.ClientError, TimeoutError, UnicodeDecodeError) as exc:
             raise TemporaryFailure(f"vonage: {type(exc).__name__}: {exc}") from None

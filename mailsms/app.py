@@ -78,7 +78,10 @@ class Gateway:
             if carriers is not None
             else {c.name: carrier_class(c.type)(c) for c in settings.carriers}
         )
-        self.relay = RelayWorker(self.store, settings.relay, self._relay_final, clock)
+        account = next((m for m in settings.imap if m.name == settings.relay.imap), None)
+        self.relay = RelayWorker(
+            self.store, settings.relay, self._relay_final, clock, imap_account=account
+        )
         self.notifier = Notifier(
             settings,
             self.store,

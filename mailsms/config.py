@@ -205,6 +205,11 @@ class RelaySettings(_Section):
     backoff_initial: Duration = 30.0
     backoff_max: Duration = 3600.0
     concurrency: int = Field(default=4, ge=1)
+    # "imap": APPEND every mail into one mailbox of the [[imap]] entry named by ``imap``
+    # instead of sending it to the smarthost (docs/imap.md).
+    method: Literal["smtp", "imap"] = "smtp"
+    imap: str | None = None
+    append_mailbox: str = "INBOX"
 
 
 class InboundRoute(_Section):
@@ -444,6 +449,13 @@ def _validate(
 
 def _check_imap(settings: Settings, source: str) -> None:
     names = [m.name for m in settings.imap]
+    relay = settings.relay
+    if relay.method == "imap" and relay.imap not in names:
+        known = ", ".join(names) or "none"
+        raise ConfigError(
+            f"{source}: relay.method = 'imap' needs relay.imap, the name of an [[imap]] entry "
+            f"(known: {known})"
+        )
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ConfigError(f"{source}: imap names must be unique: {', '.join(dupes)}")

@@ -48,6 +48,7 @@ from mailsms.config import ImapSettings
 from mailsms.errors import StoreError
 from mailsms.intake.accept import Intake, RefusedError
 from mailsms.intake.envelope import authenticated, read_envelope
+from mailsms.mail.append import RELAYED
 from mailsms.policy import Refusal
 from mailsms.policy.senders import NOT_AUTHORISED
 from mailsms.store.base import AlreadyQueued
@@ -284,8 +285,13 @@ class ImapIntake:
         return outcomes
 
     async def _search(self, *criteria: str) -> list[int]:
+        # Not what the relay appended here itself (relay.method = "imap"): replies from
+        # phones, not mail to send.
         found = await self._ok(
-            self._client.uid_search("UNSEEN", "NOT", "DELETED", *criteria), "UID SEARCH"
+            self._client.uid_search(
+                "UNSEEN", "NOT", "DELETED", "NOT", "KEYWORD", RELAYED, *criteria
+            ),
+            "UID SEARCH",
         )
         return sorted(int(n) for line in found.lines[:-1] for n in bytes(line).split())
 

@@ -1,4 +1,5 @@
-"""The relay: sends the mail mailsms writes (SMS turned into mail, bounces) to the smarthost.
+"""The relay: sends the mail mailsms writes (SMS turned into mail, bounces) to the smarthost,
+or appends it to an IMAP mailbox (``relay.method = "imap"``, :mod:`mailsms.mail.append`).
 
 Mail is taken from the store's durable outgoing queue with a lease, sent with aiosmtplib
 (STARTTLS, implicit TLS and AUTH as configured), and marked ``sent`` only after the
@@ -20,9 +21,10 @@ from collections.abc import Awaitable, Callable
 
 import aiosmtplib
 
-from mailsms.config import RelaySettings, split_listen
+from mailsms.config import ImapSettings, RelaySettings, split_listen
 from mailsms.dispatch.retry import GiveUp, RetryPolicy
 from mailsms.errors import StoreError
+from mailsms.mail.append import AppendFailed, append
 from mailsms.store.base import SqlStore
 from mailsms.store.mail_ops import OutboundMail
 
@@ -39,9 +41,11 @@ class RelayWorker:
         on_final: OnFinal | None = None,
         clock: Callable[[], float] = time.time,
         poll_interval: float = 5.0,
+        imap_account: ImapSettings | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
+        self.imap_account = imap_account  # with method "imap": where mail is appended
         self.on_final = on_final
         self.clock = clock
         self.poll_interval = poll_interval
@@ -130,7 +134,7 @@ class RelayWorker:
             except aiosmtplib.SMTPResponseException as exc:
                 await self._failed(mail, exc.code, f"{exc.code} {exc.message}")
                 return
-            except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            except (aiosmtplib.SMTPException, OSError, TimeoutError, AppendFailed) as exc:
                 await self._failed(mail, None, f"{type(exc).__name__}: {exc}")
                 return
         await self.store.mail_done(mail.id, self.owner, "sent", detail, self.clock())
@@ -143,6 +147,12 @@ class RelayWorker:
             await self.on_final(mail, "sent", detail)
 
     async def _send(self, mail: OutboundMail) -> str:
+        if self.settings.method == "imap":
+            assert self.imap_account is not None  # the config check names the account
+            return await append(self.imap_account, self.settings.append_mailbox, mail.data)
+        return await self._smtp(mail)
+
+    async def _smtp(self, mail: OutboundMail) -> str:
         """One SMTP transaction. The client object is used directly (not ``aiosmtplib.send``)
         because bounces go out from the null sender ``<>``, which ``send`` refuses."""
         s = self.settings

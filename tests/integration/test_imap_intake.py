@@ -73,6 +73,11 @@ class Mailbox:
     async def append(self, raw: bytes, folder: str = "INBOX") -> None:
         assert (await self.client.append(raw, mailbox=folder)).result == "OK"
 
+    async def fetch(self, uid: int, folder: str = "INBOX") -> bytes:
+        assert (await self.client.select(f'"{folder}"')).result == "OK"
+        resp = await self.client.uid("fetch", str(uid), "(BODY.PEEK[])")
+        return bytes(resp.lines[1])
+
     async def flags(self, folder: str = "INBOX") -> list[set[str]]:
         """Each message's flags in ``folder``, in UID order (\\Recent left out)."""
         assert (await self.client.select(f'"{folder}"')).result == "OK"
@@ -346,6 +351,76 @@ async def test_a_dropped_connection_is_opened_again(
         return any("after the reconnect" in m.text for m in await gw.store.list_messages())
 
     await until(gw, sent)
+
+
+async def test_relay_by_imap_append_lands_unseen_and_is_not_read_back(
+    box: Mailbox, gateway_factory: GatewayFactory
+) -> None:
+    # A hosted-mailbox site: mail to phones is read from the mailbox, and the phones'
+    # replies are appended to it (no smarthost). The intake must not take them for mail
+    # to send as SMS.
+    token = "t0k3n"
+    gw = await gateway_factory(
+        policy=POLICY,
+        imap=[imap_settings(box, poll_interval="1h")],
+        relay={"method": "imap", "imap": "alerts", "append_mailbox": "INBOX"},
+        inbound={"catch_all": "ops@example.com"},
+        carrier=[{"name": "fake", "type": "fake", "from": "+447700900999", "webhook_token": token}],
+    )
+    (intake,) = gw.imap
+    async with asyncio.timeout(10):
+        await intake.wait_for(lambda i: i.polls >= 1)
+    status, body = await call(
+        gw,
+        "POST",
+        "/webhooks/fake/inbound",
+        headers={"Authorization": f"Bearer {token}"},
+        json={"from": NUMBER, "to": "+447700900999", "text": "on my way", "id": "r1"},
+    )
+    assert status == 200
+    async with asyncio.timeout(10):
+        while [m["state"] for m in await gw.store.mail_for(body["id"])] != ["sent"]:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(gw.relay.progress(), 1.0)
+    polls = intake.polls
+    async with asyncio.timeout(10):  # the append wakes the intake's IDLE: one more poll
+        await intake.wait_for(lambda i: i.polls > polls)
+    assert await box.flags() == [{"$MailsmsRelayed"}]  # unseen, untouched by the intake
+    raw = await box.fetch(1)
+    assert b"on my way" in raw and b"To: ops@example.com" in raw
+    assert await gw.store.list_messages() == []  # not sent back as an SMS
+
+
+async def test_relay_append_to_a_missing_mailbox_is_retried_then_failed(
+    box: Mailbox, gateway_factory: GatewayFactory
+) -> None:
+    token = "t0k3n"
+    gw = await gateway_factory(
+        policy=POLICY,
+        imap=[imap_settings(box, poll_interval="1h")],
+        relay={
+            "method": "imap",
+            "imap": "alerts",
+            "append_mailbox": "No Such Folder",
+            "max_attempts": 2,
+            "backoff_initial": "10ms",
+            "backoff_max": "10ms",
+        },
+        inbound={"catch_all": "ops@example.com"},
+        carrier=[{"name": "fake", "type": "fake", "from": "+447700900999", "webhook_token": token}],
+    )
+    _, body = await call(
+        gw,
+        "POST",
+        "/webhooks/fake/inbound",
+        headers={"Authorization": f"Bearer {token}"},
+        json={"from": NUMBER, "to": "+447700900999", "text": "lost?", "id": "r2"},
+    )
+    async with asyncio.timeout(10):
+        while (row := await gw.store.get_inbound(body["id"])) and row["state"] != "relay_failed":
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(gw.relay.progress(), 1.0)
+    assert row is not None and "APPEND to No Such Folder: NO" in row["last_error"]
 
 
 # Last: a failed login makes Dovecot slow down later logins from 127.0.0.1.

@@ -473,3 +473,10 @@ def test_imap_bad_value_names_the_key_and_line(tmp_path: Path) -> None:
 def test_plain_imap_off_loopback_is_warned_about(tmp_path: Path) -> None:
     loaded = load_text(tmp_path, IMAP + "tls = false\n")
     assert any("in clear" in w for w in loaded.warnings)
+
+
+def test_relay_by_imap_needs_an_imap_entry(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"relay.method = 'imap' needs relay.imap.*known: alerts"):
+        load_text(tmp_path, IMAP + '[relay]\nmethod = "imap"\n')
+    loaded = load_text(tmp_path, IMAP + '[relay]\nmethod = "imap"\nimap = "alerts"\n')
+    assert (loaded.settings.relay.imap, loaded.settings.relay.append_mailbox) == ("alerts", "INBOX")

@@ -143,6 +143,9 @@ class PolicySettings(_Section):
     block_premium_rate: bool = True
     block_short_codes: bool = True
     sender_rate_limit: int = Field(default=0, ge=0, description="recipients per sender per hour")
+    # A sender let in by allowed_senders (not by its client's network) must also be vouched
+    # for by this MTA's Authentication-Results header (docs/mail-to-sms.md).
+    authserv_id: str | None = None
 
     @field_validator("allowed_networks")
     @classmethod
@@ -550,7 +553,7 @@ def _warnings(settings: Settings) -> list[str]:
                 f"imap {m.name!r}: tls = false to {m.host}: the password and the mail cross "
                 "the network in clear"
             )
-        if m.authserv_id is None:
+        if m.authserv_id is None and settings.policy.authserv_id is None:
             out.append(
                 f"imap {m.name!r}: no authserv_id, so senders are taken from the mail's "
                 "headers as written: anyone who can mail this mailbox can claim an allowed "

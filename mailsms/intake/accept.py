@@ -26,6 +26,7 @@ from mailsms.mail.dsn import DsnParams
 from mailsms.mail.parse import BodyOptions, Extracted, NoTextError, extract
 from mailsms.model import Message, NewMessage, new_id
 from mailsms.policy import Refusal
+from mailsms.policy.authentication import AuthenticationRule
 from mailsms.policy.destinations import DestinationRule
 from mailsms.policy.optout import OptOutRule
 from mailsms.policy.rate import SenderRateRule
@@ -120,6 +121,7 @@ class Intake:
         self.clock = clock
         self.domains = settings.gateway.all_domains
         self.senders = SenderRule(settings.policy)
+        self.authentication = AuthenticationRule(settings.policy, self.senders)
         self.destinations = DestinationRule(settings.policy)
         self.optouts = OptOutRule(store)
         self.router = Router(settings.carriers)
@@ -150,6 +152,10 @@ class Intake:
 
     def check_sender(self, sender: str, peer_ip: str | None) -> Refusal | None:
         return self.senders.check(sender, peer_ip)
+
+    def check_authentication(self, raw: bytes, sender: str, peer_ip: str | None) -> Refusal | None:
+        """At DATA: ``policy.authserv_id`` (mailsms/policy/authentication.py)."""
+        return self.authentication.check(raw, sender, peer_ip)
 
     async def check_recipient(self, address: str, sender: str, pending: int) -> Recipient | Refusal:
         """The parsed recipient, or why it is refused (most specific reason first)."""

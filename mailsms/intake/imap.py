@@ -383,8 +383,9 @@ class ImapIntake:
         address = sender.lower()
         if not address or not any(fnmatch.fnmatchcase(address, p) for p in self._patterns):
             return NOT_AUTHORISED
-        if self.settings.authserv_id is not None:
-            why = authenticated(raw, self.settings.authserv_id, sender)
+        authserv_id = self.settings.authserv_id or self.intake.settings.policy.authserv_id
+        if authserv_id is not None:
+            why = authenticated(raw, authserv_id, sender)
             if why is not None:
                 return Refusal(NOT_AUTHENTICATED.code, NOT_AUTHENTICATED.status, why)
         return None

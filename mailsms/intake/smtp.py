@@ -195,6 +195,13 @@ class IntakeHandler:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         rcpts: list[Recipient] = envelope.mailsms_rcpts  # type: ignore[attr-defined]
         raw = envelope.original_content or b""
+        refusal = self.intake.check_authentication(raw, envelope.mail_from or "", _peer_ip(session))
+        if refusal is not None:
+            log.info(
+                "sender not authenticated",
+                extra={"event": "refused", "stage": "DATA", "code": refusal.status},
+            )
+            return "\r\n".join([refusal.reply] * len(rcpts)) if self.lmtp else refusal.reply
         try:
             accepted = await self.intake.accept_mail(
                 raw,

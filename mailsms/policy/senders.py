@@ -26,14 +26,15 @@ class SenderRule:
         self.patterns = tuple(p.lower() for p in policy.allowed_senders or ())
 
     def check(self, sender: str, peer_ip: str | None) -> Refusal | None:
-        if self._trusted(peer_ip):
+        if self.trusted(peer_ip):
             return None
         address = sender.lower().strip("<>")
         if address and any(fnmatch.fnmatchcase(address, p) for p in self.patterns):
             return None
         return NOT_AUTHORISED
 
-    def _trusted(self, peer_ip: str | None) -> bool:
+    def trusted(self, peer_ip: str | None) -> bool:
+        """Whether the client's network is trusted whatever the sender."""
         if peer_ip is None:  # a Unix socket: only local processes can connect
             return True
         try:

@@ -423,6 +423,18 @@ async def test_relay_append_to_a_missing_mailbox_is_retried_then_failed(
     assert row is not None and "APPEND to No Such Folder: NO" in row["last_error"]
 
 
+async def test_policy_authserv_id_applies_to_imap_too(
+    box: Mailbox, gateway_factory: GatewayFactory
+) -> None:
+    gw = await gateway_factory(policy={**POLICY, "authserv_id": "mx.example.com"})
+    ours = "Authentication-Results: mx.example.com; dmarc=pass header.from=example.com\r\n"
+    await box.append(mail(body="vouched for", extra=ours))
+    await box.append(mail(body="not vouched for"))
+    async with reader(gw, box) as intake:
+        outcomes = await intake.poll()
+    assert [o.result for o in outcomes] == ["queued", "refused"]
+
+
 # Last: a failed login makes Dovecot slow down later logins from 127.0.0.1.
 async def test_wrong_password_shows_in_health_and_is_retried(
     box: Mailbox, gateway_factory: GatewayFactory

@@ -298,3 +298,44 @@ async def test_metrics_count_smtp_replies(gateway: Gateway) -> None:
     await rcpt_reply(gateway, f"bad@{DOMAIN}")
     text = gateway.metrics.render().decode()
     assert 'mailsms_smtp_replies_total{code="550"} 1.0' in text
+
+
+async def test_authserv_id_refuses_a_sender_allowed_by_name_only_if_unauthenticated(
+    gateway_factory: GatewayFactory,
+) -> None:
+    # allowed_senders matches the envelope sender, which anyone can write; with authserv_id
+    # the MTA in front must have authenticated it (its Authentication-Results header).
+    gw = await gateway_factory(
+        policy={"allowed_senders": ["*@example.test"], "authserv_id": "mx.example.test"}
+    )
+    rcpt = [f"{UK}@{DOMAIN}"]
+
+    async def data(mail: bytes) -> tuple[int, str]:
+        try:
+            return await send(gw, rcpt, mail)
+        except aiosmtplib.SMTPDataError as exc:
+            return exc.code, exc.message
+
+    passed = b"Authentication-Results: mx.example.test; spf=pass smtp.mailfrom=ops@example.test\r\n"
+    forged = b"Authentication-Results: elsewhere.test; dmarc=pass header.from=example.test\r\n"
+    code, _ = await data(passed + MAIL)
+    assert code == 250
+    code, text = await data(forged + MAIL)
+    assert (code, text.split()[0]) == (550, "5.7.1")
+    assert "no Authentication-Results header from mx.example.test" in text
+    code, _ = await data(MAIL)
+    assert code == 550
+    assert len(await gw.store.list_messages()) == 1
+
+
+async def test_authserv_id_leaves_trusted_networks_alone(gateway_factory: GatewayFactory) -> None:
+    # The MTA itself (or a local script) on allowed_networks is trusted whatever the sender.
+    gw = await gateway_factory(
+        policy={
+            "allowed_senders": ["*@example.test"],
+            "allowed_networks": ["127.0.0.1/32"],
+            "authserv_id": "mx.example.test",
+        }
+    )
+    code, _ = await send(gw, [f"{UK}@{DOMAIN}"], MAIL)
+    assert code == 250

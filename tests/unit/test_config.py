@@ -480,3 +480,8 @@ def test_relay_by_imap_needs_an_imap_entry(tmp_path: Path) -> None:
         load_text(tmp_path, IMAP + '[relay]\nmethod = "imap"\n')
     loaded = load_text(tmp_path, IMAP + '[relay]\nmethod = "imap"\nimap = "alerts"\n')
     assert (loaded.settings.relay.imap, loaded.settings.relay.append_mailbox) == ("alerts", "INBOX")
+
+
+def test_policy_authserv_id_covers_imap(tmp_path: Path) -> None:
+    loaded = load_text(tmp_path, '[policy]\nauthserv_id = "mx.example.com"\n' + IMAP)
+    assert not any("authserv_id" in w for w in loaded.warnings)

@@ -15,7 +15,6 @@ base64 public half, for the carrier's settings) the way Telnyx does: base64 sign
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import itertools
 import json
@@ -26,6 +25,8 @@ from typing import Any
 
 from aiohttp import web
 from nacl.signing import SigningKey
+
+from tests.local_api import LocalApi
 
 # GSM 03.38 default alphabet and its extension table: how Telnyx counts parts.
 _GSM = set(
@@ -48,8 +49,9 @@ def error(code: str, title: str, detail: str = "") -> dict[str, Any]:
     return {"errors": [{"code": code, "title": title, "detail": detail or title}]}
 
 
-class FakeTelnyx:
+class FakeTelnyx(LocalApi):
     def __init__(self, api_key: str) -> None:
+        super().__init__()
         self.api_key = api_key
         self.signing_key = SigningKey.generate()
         self.public_key = base64.b64encode(bytes(self.signing_key.verify_key)).decode()
@@ -58,10 +60,7 @@ class FakeTelnyx:
         self.sent: dict[str, dict[str, Any]] = {}  # message id -> message resource
         self.scripted: list[tuple[int, dict[str, Any]] | None] = []  # None: hang
         self._answers: dict[str, dict[str, Any]] = {}
-        self._release = asyncio.Event()
         self._events = itertools.count(1)
-        self.runner: web.AppRunner | None = None
-        self.url = ""
 
     def script(self, status: int, body: dict[str, Any]) -> None:
         self.scripted.append((status, body))
@@ -86,7 +85,7 @@ class FakeTelnyx:
         if self.scripted:
             scripted = self.scripted.pop(0)
             if scripted is None:
-                await self._release.wait()
+                await self.held.wait()
                 return web.json_response(error("10007", "Unexpected error"), status=500)
             return web.json_response(scripted[1], status=scripted[0])
         refused = self._validate(sent)
@@ -175,18 +174,9 @@ class FakeTelnyx:
             "Content-Type": "application/json",
         }
 
-    async def start(self) -> FakeTelnyx:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/v2/messages", self.messages)
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = self.runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
-        return self
 
-    async def stop(self) -> None:
-        self._release.set()
-        if self.runner is not None:
-            await self.runner.cleanup()
+    async def start(self) -> FakeTelnyx:
+        await self.start_server()
+        return self

@@ -14,16 +14,17 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.local_api import LocalApi
 
-class FakeTwilio:
+
+class FakeTwilio(LocalApi):
     def __init__(self, account_sid: str, auth_token: str) -> None:
+        super().__init__()
         self.account_sid = account_sid
         self.auth_token = auth_token
         self.requests: list[dict[str, str]] = []
         self.scripted: list[tuple[int, dict[str, Any]]] = []
         self._ids = itertools.count(1)
-        self.runner: web.AppRunner | None = None
-        self.url = ""
 
     def script(self, status: int, body: dict[str, Any]) -> None:
         self.scripted.append((status, body))
@@ -58,17 +59,9 @@ class FakeTwilio:
             status=201,
         )
 
-    async def start(self) -> FakeTwilio:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/2010-04-01/Accounts/{sid}/Messages.json", self.messages)
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = self.runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
-        return self
 
-    async def stop(self) -> None:
-        if self.runner is not None:
-            await self.runner.cleanup()
+    async def start(self) -> FakeTwilio:
+        await self.start_server()
+        return self

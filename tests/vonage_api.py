@@ -17,7 +17,6 @@ status, or ``hang=True`` to hold the request until the server stops (for client 
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import itertools
@@ -27,6 +26,8 @@ from typing import Any
 
 from aiohttp import web
 from vonage_http_client.auth import Auth
+
+from tests.local_api import LocalApi
 
 _GSM_EXTENSION = "\f^{}\\[~]|€"
 
@@ -68,7 +69,7 @@ _ERROR_TEXT = {
 }
 
 
-class FakeVonage:
+class FakeVonage(LocalApi):
     def __init__(
         self,
         api_key: str,
@@ -76,6 +77,7 @@ class FakeVonage:
         signature_secret: str | None = None,
         signature_method: str = "md5hash",
     ) -> None:
+        super().__init__()
         self.api_key = api_key
         self.api_secret = api_secret
         self.signature_secret = signature_secret
@@ -83,9 +85,6 @@ class FakeVonage:
         self.requests: list[dict[str, str]] = []
         self.scripted: list[Scripted] = []
         self._ids = itertools.count(0x0C000000217B7F02)
-        self._stopping = asyncio.Event()
-        self.runner: web.AppRunner | None = None
-        self.url = ""
 
     def script(self, *statuses: str, **kw: Any) -> None:
         self.scripted.append(Scripted(statuses=statuses, **kw))
@@ -124,7 +123,7 @@ class FakeVonage:
         self.requests.append(fields)
         plan = self.scripted.pop(0) if self.scripted else Scripted()
         if plan.hang:
-            await self._stopping.wait()
+            await self.held.wait()
         if plan.body is not None or plan.http_status != 200:
             return web.Response(status=plan.http_status, text=plan.body or "error")
         if not self._authenticated(fields):
@@ -153,18 +152,9 @@ class FakeVonage:
         body = {"message-count": str(len(messages)), "messages": messages}
         return web.Response(text=json.dumps(body), content_type="application/json")
 
-    async def start(self) -> FakeVonage:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/sms/json", self.sms)
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = self.runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
-        return self
 
-    async def stop(self) -> None:
-        self._stopping.set()
-        if self.runner is not None:
-            await self.runner.cleanup()
+    async def start(self) -> FakeVonage:
+        await self.start_server()
+        return self

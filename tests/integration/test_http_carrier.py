@@ -13,7 +13,6 @@ Bounces go to a real SMTP sink; delivery reports come back through the generic
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import itertools
 import json
@@ -32,6 +31,7 @@ from mailsms.model import State
 from tests.conftest import GatewayFactory
 from tests.helpers import in_state, settled
 from tests.integration.test_dsn_flow import report_fields
+from tests.local_api import LocalApi
 from tests.sink import Sink
 from tests.telnyx_api import parts_of
 
@@ -46,20 +46,18 @@ PUBLIC_URL = "https://gw.example.com"
 Scripted = tuple[int, str, str] | None  # status, body, content type; None: hang
 
 
-class FakeApi:
+class FakeApi(LocalApi):
     """Both API shapes on one aiohttp server on 127.0.0.1:0; ``script`` fails the next
     request, ``hang`` leaves it unanswered until stop (the driver's timeout must fire)."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.json_requests: list[dict[str, Any]] = []
         self.form_requests: list[dict[str, str]] = []
         self.headers: list[dict[str, str]] = []
         self.scripted: list[Scripted] = []
         self.ids = (f"api-{n}" for n in itertools.count(1))
         self.sent: list[list[str]] = []
-        self._release = asyncio.Event()
-        self.runner: web.AppRunner | None = None
-        self.url = ""
 
     def script(self, status: int, body: Any, content_type: str = "application/json") -> None:
         text = json.dumps(body) if content_type == "application/json" else str(body)
@@ -73,7 +71,7 @@ class FakeApi:
             return None
         answer = self.scripted.pop(0)
         if answer is None:
-            await self._release.wait()
+            await self.held.wait()
             return web.Response(status=500)
         status, text, content_type = answer
         return web.Response(status=status, text=text, content_type=content_type)
@@ -109,22 +107,13 @@ class FakeApi:
         self.sent.append([id])
         return web.Response(text=f"OK: {id}")
 
-    async def start(self) -> FakeApi:
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/sms", self.json_api)
         app.router.add_post("/send", self.form_api)
-        self.runner = web.AppRunner(app)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        port = self.runner.addresses[0][1]
-        self.url = f"http://127.0.0.1:{port}"
-        return self
 
-    async def stop(self) -> None:
-        self._release.set()
-        if self.runner is not None:
-            await self.runner.cleanup()
+    async def start(self) -> FakeApi:
+        await self.start_server()
+        return self
 
 
 @pytest.fixture

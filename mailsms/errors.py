@@ -49,4 +49,10 @@ class TemporaryFailure(CarrierError):
 
 
 class PermanentFailure(CarrierError):
-    """Not worth retrying: the carrier refused this message for good."""
+    """Not worth retrying: the carrier refused this message for good. ``opt_out`` says the
+    refusal is the recipient's own STOP (Twilio 21610, Telnyx 40300): the dispatcher then
+    puts the number on the opt-out list, as for a delivery report saying so."""
+
+    def __init__(self, text: str, code: str | None = None, *, opt_out: bool = False) -> None:
+        super().__init__(text, code)
+        self.opt_out = opt_out

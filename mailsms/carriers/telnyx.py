@@ -47,6 +47,7 @@ from mailsms.carriers.base import (
 from mailsms.carriers.http_api import HttpApiCarrier
 from mailsms.duration import Duration
 from mailsms.errors import PermanentFailure, TemporaryFailure
+from mailsms.mail import dsn_codes
 
 log = logging.getLogger(__name__)
 
@@ -380,7 +381,7 @@ def failure(status: int, body: object) -> TemporaryFailure | PermanentFailure:
     if status == 429 or status >= 500 or code in TEMPORARY:
         return TemporaryFailure(text, code or str(status))
     if code in PERMANENT:
-        return PermanentFailure(text, code)
+        return PermanentFailure(text, code, opt_out=dsn_codes.from_telnyx(code).opt_out)
     if status in (401, 403):  # our key or account: fixable by the operator, so retry
         return TemporaryFailure(text, code or str(status))
     if 400 <= status < 500:

@@ -187,7 +187,7 @@ def _failure(status: int, body: object) -> TemporaryFailure | PermanentFailure:
     if status == 429 or status >= 500 or code in (20429, 20500, 20503):
         return TemporaryFailure(text, str(code or status))
     if code in _PERMANENT or status in (400, 404):
-        return PermanentFailure(text, str(code or status))
+        return PermanentFailure(text, str(code or status), opt_out=code == 21610)
     if status in (401, 403):  # our credentials: fixable by the operator, so retry
         return TemporaryFailure(text, str(code or status))
     return PermanentFailure(text, str(code or status))

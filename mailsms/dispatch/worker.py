@@ -255,6 +255,19 @@ class Dispatcher:
             },
         )
 
+    async def _opt_out(self, message: Message, name: str, exc: PermanentFailure) -> None:
+        """The carrier refused the number because its owner opted out: remember it, so
+        the next mail to it is refused at RCPT instead of failing at the carrier."""
+        try:
+            await self.store.set_opt_out(
+                message.to, True, f"carrier {name} error {exc.code}", self.clock()
+            )
+        except StoreError as err:  # the message has failed all the same; log and go on
+            log.error(
+                "opt-out not recorded",
+                extra={"event": "store_error", "id": message.id, "error": str(err)},
+            )
+
     async def _failed(self, message: Message, name: str, exc: CarrierError) -> None:
         now = self.clock()
         reason = f"{name}: {exc}"
@@ -265,6 +278,8 @@ class Dispatcher:
                 "permanent failure",
                 extra={"event": "failed", "id": message.id, "carrier": name, "reason": str(exc)},
             )
+            if exc.opt_out:
+                await self._opt_out(message, name, exc)
             return
         decision = self.policy.decide(message.attempts, message.expires_at, now)
         if isinstance(decision, GiveUp):

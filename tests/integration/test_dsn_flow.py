@@ -211,3 +211,35 @@ async def test_twilio_api_errors_map_to_temporary_and_permanent(
         assert m.state.value == "failed" and m.attempts == 2 and "21211" in (m.last_error or "")
     finally:
         await api.stop()
+
+
+async def test_twilio_refusing_an_opted_out_number_at_submit_blocks_it(
+    gateway_factory: GatewayFactory, sink: Sink
+) -> None:
+    """Twilio refuses a number that replied STOP with 21610 at submit: the number goes on
+    our opt-out list too, so the next mail to it is refused at RCPT."""
+    api = await FakeTwilio("AC123", "tw-secret").start()
+    try:
+        api.script(
+            400,
+            {"code": 21610, "message": "Attempt to send to unsubscribed recipient", "status": 400},
+        )
+        gw = await gateway_factory(
+            relay=sink.relay_settings(),
+            carrier=[
+                {
+                    "name": "tw",
+                    "type": "twilio",
+                    "account_sid": "AC123",
+                    "auth_token": "tw-secret",
+                    "api_url": api.url,
+                }
+            ],
+        )
+        m = await settled(gw, await send(gw, []))
+        assert m.state.value == "failed" and "21610" in (m.last_error or "")
+        assert await gw.store.opted_out(PHONE)
+        [row] = await gw.store.list_opt_outs()
+        assert row["source"] == "carrier tw error 21610"
+    finally:
+        await api.stop()

@@ -149,8 +149,8 @@ async def test_temporary_errors_are_retried_with_the_same_idempotency_key(
 @pytest.mark.parametrize(
     ("scripted", "code", "dsn_class"),
     [
-        ([(422, error("40310", "Invalid 'to' address"))], "40310", "5."),
-        ([(409, error("40300", "Blocked due to STOP message"))], "40300", "5."),
+        ([(422, error("40310", "Invalid 'to' address"))], "40310", "5.1.1"),
+        ([(409, error("40300", "Blocked due to STOP message"))], "40300", "5.7.1"),
         (
             [(429, error("10011", "Too many requests")), (400, error("40305", "Invalid from"))],
             "40305",
@@ -178,6 +178,8 @@ async def test_permanent_errors_fail_with_a_bounce(
     _, fields = report_fields(dsn)
     assert fields["action"] == "failed" and fields["status"].startswith(dsn_class)
     assert code in fields["diagnostic-code"]
+    # 40300 is the recipient's own STOP: the number goes on the opt-out list at once.
+    assert await gw.store.opted_out(m.to) is (code == "40300")
 
 
 # --- delivery reports --------------------------------------------------------------------------

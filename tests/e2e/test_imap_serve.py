@@ -3,7 +3,9 @@ mail appended to the mailbox leaves as SMS, is marked seen, and the gateway stop
 
 from __future__ import annotations
 
+import asyncio
 import imaplib
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -49,8 +51,15 @@ password = "gw-pw"
         assert typ == "OK"
         [sent] = outbox(tmp_path, 1)  # read over IDLE, queued, submitted
         assert (sent["to"], sent["text"]) == ("+447700900123", "replica lag 40s")
-        client.select("INBOX")
-        typ, data = client.fetch("1", "(FLAGS)")
+        # The flag follows the commit, the SMS may leave before it: wait for it (polling
+        # another process's mailbox, with a deadline, like outbox()).
+        deadline = time.monotonic() + 15
+        while True:
+            client.select("INBOX")
+            typ, data = client.fetch("1", "(FLAGS)")
+            if (typ == "OK" and b"\\Seen" in data[0]) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.05)
         assert typ == "OK" and b"\\Seen" in data[0]
     finally:
         client.logout()

@@ -30,6 +30,7 @@ server offers it (a new message is read within a second of its delivery), else
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import fnmatch
 import itertools
@@ -110,6 +111,7 @@ class ImapIntake:
         )
         self._failures: dict[int, int] = {}  # uid -> unexpected failures in a row
         self.polls = 0  # completed polls
+        self.outcomes: collections.Counter[str] = collections.Counter()  # finished, by result
         self._changed = asyncio.Event()  # set when health or polls change (wait_for)
 
     @property
@@ -133,8 +135,8 @@ class ImapIntake:
         await self._disconnect()
 
     async def wait_for(self, check: Callable[[ImapIntake], bool]) -> None:
-        """Return once ``check(self)`` holds, re-checked at every change of health or poll
-        count (tests and embedders wait on conditions, not on time)."""
+        """Return once ``check(self)`` holds, re-checked at every change of health, poll
+        count or outcomes (tests and embedders wait on conditions, not on time)."""
         while not check(self):
             self._changed.clear()
             await self._changed.wait()
@@ -457,6 +459,8 @@ class ImapIntake:
                 extra=extra,
             )
         self.intake.metrics.imap_mail.labels(imap=self.name, result=outcome.result).inc()
+        self.outcomes[outcome.result] += 1  # after the flag or move: the message is done
+        self._changed.set()
         return outcome
 
 

@@ -273,6 +273,8 @@ async def test_the_gateway_reads_new_mail_as_it_arrives(
     await until(gw, sent)  # the fake carrier reports delivery at once
     (msg,) = await gw.store.list_messages()
     assert "arrived while idling" in msg.text
+    async with asyncio.timeout(10):  # the flag follows the commit; the SMS may leave first
+        await intake.wait_for(lambda i: i.outcomes["queued"] >= 1)
     assert await box.flags() == [{"\\Seen"}]
 
 
@@ -370,6 +372,7 @@ async def test_relay_by_imap_append_lands_unseen_and_is_not_read_back(
     (intake,) = gw.imap
     async with asyncio.timeout(10):
         await intake.wait_for(lambda i: i.polls >= 1)
+    polls = intake.polls  # before the append: the poll its IDLE push causes counts
     status, body = await call(
         gw,
         "POST",
@@ -382,7 +385,6 @@ async def test_relay_by_imap_append_lands_unseen_and_is_not_read_back(
         while [m["state"] for m in await gw.store.mail_for(body["id"])] != ["sent"]:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(gw.relay.progress(), 1.0)
-    polls = intake.polls
     async with asyncio.timeout(10):  # the append wakes the intake's IDLE: one more poll
         await intake.wait_for(lambda i: i.polls > polls)
     assert await box.flags() == [{"$MailsmsRelayed"}]  # unseen, untouched by the intake

@@ -134,6 +134,18 @@ async def test_bad_dsn_parameters_get_501(gateway_factory: GatewayFactory, sink:
         assert code == 501
 
 
+def twilio_carrier(api: FakeTwilio, **extra: str) -> dict[str, str]:
+    """The ``[[carrier]]`` entry of a Twilio carrier pointed at the local fake."""
+    return {
+        "name": "tw",
+        "type": "twilio",
+        "account_sid": "AC123",
+        "auth_token": "tw-secret",
+        "api_url": api.url,
+        **extra,
+    }
+
+
 async def test_twilio_submit_then_an_opt_out_callback_fails_it_and_blocks_the_number(
     gateway_factory: GatewayFactory, sink: Sink
 ) -> None:
@@ -143,15 +155,9 @@ async def test_twilio_submit_then_an_opt_out_callback_fails_it_and_blocks_the_nu
         gw = await gateway_factory(
             relay=sink.relay_settings(),
             carrier=[
-                {
-                    "name": "tw",
-                    "type": "twilio",
-                    "account_sid": "AC123",
-                    "auth_token": "tw-secret",
-                    "api_url": api.url,
-                    "from": "+447700900999",
-                    "public_url": "https://gw.example.com",
-                }
+                twilio_carrier(
+                    api, **{"from": "+447700900999"}, public_url="https://gw.example.com"
+                )
             ],
         )
         id = await send(gw, [])
@@ -197,15 +203,7 @@ async def test_twilio_api_errors_map_to_temporary_and_permanent(
         api.script(400, {"code": 21211, "message": "Invalid 'To' Phone Number", "status": 400})
         gw = await gateway_factory(
             relay=sink.relay_settings(),
-            carrier=[
-                {
-                    "name": "tw",
-                    "type": "twilio",
-                    "account_sid": "AC123",
-                    "auth_token": "tw-secret",
-                    "api_url": api.url,
-                }
-            ],
+            carrier=[twilio_carrier(api)],
         )
         m = await settled(gw, await send(gw, []))
         assert m.state.value == "failed" and m.attempts == 2 and "21211" in (m.last_error or "")
@@ -226,15 +224,7 @@ async def test_twilio_refusing_an_opted_out_number_at_submit_blocks_it(
         )
         gw = await gateway_factory(
             relay=sink.relay_settings(),
-            carrier=[
-                {
-                    "name": "tw",
-                    "type": "twilio",
-                    "account_sid": "AC123",
-                    "auth_token": "tw-secret",
-                    "api_url": api.url,
-                }
-            ],
+            carrier=[twilio_carrier(api)],
         )
         m = await settled(gw, await send(gw, []))
         assert m.state.value == "failed" and "21610" in (m.last_error or "")

@@ -355,31 +355,45 @@ async def test_a_dropped_connection_is_opened_again(
     await until(gw, sent)
 
 
+RELAY_TOKEN = "t0k3n"
+
+
+async def appending_gateway(box: Mailbox, gateway_factory: GatewayFactory, **relay: Any) -> Gateway:
+    """A gateway reading ``box`` and relaying by APPEND into it, with a fake carrier whose
+    generic webhook plays the phone."""
+    return await gateway_factory(
+        policy=POLICY,
+        imap=[imap_settings(box, poll_interval="1h")],
+        relay={"method": "imap", "imap": "alerts", **relay},
+        inbound={"catch_all": "ops@example.com"},
+        carrier=[
+            {"name": "fake", "type": "fake", "from": "+447700900999", "webhook_token": RELAY_TOKEN}
+        ],
+    )
+
+
+async def phone_replies(gw: Gateway, text: str, id: str) -> tuple[int, Any]:
+    return await call(
+        gw,
+        "POST",
+        "/webhooks/fake/inbound",
+        headers={"Authorization": f"Bearer {RELAY_TOKEN}"},
+        json={"from": NUMBER, "to": "+447700900999", "text": text, "id": id},
+    )
+
+
 async def test_relay_by_imap_append_lands_unseen_and_is_not_read_back(
     box: Mailbox, gateway_factory: GatewayFactory
 ) -> None:
     # A hosted-mailbox site: mail to phones is read from the mailbox, and the phones'
     # replies are appended to it (no smarthost). The intake must not take them for mail
     # to send as SMS.
-    token = "t0k3n"
-    gw = await gateway_factory(
-        policy=POLICY,
-        imap=[imap_settings(box, poll_interval="1h")],
-        relay={"method": "imap", "imap": "alerts", "append_mailbox": "INBOX"},
-        inbound={"catch_all": "ops@example.com"},
-        carrier=[{"name": "fake", "type": "fake", "from": "+447700900999", "webhook_token": token}],
-    )
+    gw = await appending_gateway(box, gateway_factory, append_mailbox="INBOX")
     (intake,) = gw.imap
     async with asyncio.timeout(10):
         await intake.wait_for(lambda i: i.polls >= 1)
     polls = intake.polls  # before the append: the poll its IDLE push causes counts
-    status, body = await call(
-        gw,
-        "POST",
-        "/webhooks/fake/inbound",
-        headers={"Authorization": f"Bearer {token}"},
-        json={"from": NUMBER, "to": "+447700900999", "text": "on my way", "id": "r1"},
-    )
+    status, body = await phone_replies(gw, "on my way", "r1")
     assert status == 200
     async with asyncio.timeout(10):
         while [m["state"] for m in await gw.store.mail_for(body["id"])] != ["sent"]:
@@ -396,28 +410,15 @@ async def test_relay_by_imap_append_lands_unseen_and_is_not_read_back(
 async def test_relay_append_to_a_missing_mailbox_is_retried_then_failed(
     box: Mailbox, gateway_factory: GatewayFactory
 ) -> None:
-    token = "t0k3n"
-    gw = await gateway_factory(
-        policy=POLICY,
-        imap=[imap_settings(box, poll_interval="1h")],
-        relay={
-            "method": "imap",
-            "imap": "alerts",
-            "append_mailbox": "No Such Folder",
-            "max_attempts": 2,
-            "backoff_initial": "10ms",
-            "backoff_max": "10ms",
-        },
-        inbound={"catch_all": "ops@example.com"},
-        carrier=[{"name": "fake", "type": "fake", "from": "+447700900999", "webhook_token": token}],
+    gw = await appending_gateway(
+        box,
+        gateway_factory,
+        append_mailbox="No Such Folder",
+        max_attempts=2,
+        backoff_initial="10ms",
+        backoff_max="10ms",
     )
-    _, body = await call(
-        gw,
-        "POST",
-        "/webhooks/fake/inbound",
-        headers={"Authorization": f"Bearer {token}"},
-        json={"from": NUMBER, "to": "+447700900999", "text": "lost?", "id": "r2"},
-    )
+    _, body = await phone_replies(gw, "lost?", "r2")
     async with asyncio.timeout(10):
         while (row := await gw.store.get_inbound(body["id"])) and row["state"] != "relay_failed":
             with contextlib.suppress(TimeoutError):
